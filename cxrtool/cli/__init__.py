@@ -1,0 +1,65 @@
+"""Command-line entry point. Each subcommand lives in its own module here and is a thin
+wrapper over a library module; adding a command is adding a file and one import below."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from .. import console
+from ..errors import CxrError
+from .app import app, state
+
+# Register the subcommands (each module decorates functions with @app.command).
+from . import info as _info  # noqa: E402,F401
+from . import build_dataset as _build_dataset  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
+from . import ensemble as _ensemble  # noqa: E402,F401
+from . import evaluate as _evaluate  # noqa: E402,F401
+from . import gradcam as _gradcam  # noqa: E402,F401
+from . import predict as _predict  # noqa: E402,F401
+
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose", "--debug"})
+
+
+def _lift_global_flags(argv: list[str]) -> list[str]:
+    """Move global flags given after the subcommand to the front, so ``cxrtool predict x -q`` works."""
+    head, rest = [], []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        (head if arg in GLOBAL_FLAGS else rest).append(arg)
+    return head + rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) 0, 1 or 2."""
+    args = _lift_global_flags(list(sys.argv[1:] if argv is None else argv))
+    try:
+        # standalone mode: Typer itself prints usage errors and exits 2, --help/--version exit 0
+        app(args=args, prog_name="cxrtool")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except CxrError as exc:
+        if state["debug"]:
+            traceback.print_exc()
+        console.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return 130
+    except BrokenPipeError:  # `cxrtool predict ... | head` closed the pipe: not an error
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug: one line, traceback on --debug
+        if state["debug"]:
+            traceback.print_exc()
+        console.error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

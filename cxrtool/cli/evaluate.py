@@ -1,0 +1,14 @@
+"""`cxrtool evaluate` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import CxrError
+from .app import app
+
+
+@app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate(ctx: typer.Context) -> None:
+    """Not available yet in this version."""
+    raise CxrError("`cxrtool evaluate` is not available yet in this version")

@@ -1,0 +1,14 @@
+"""`cxrtool predict` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import CxrError
+from .app import app
+
+
+@app.command("predict", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def predict(ctx: typer.Context) -> None:
+    """Not available yet in this version."""
+    raise CxrError("`cxrtool predict` is not available yet in this version")
