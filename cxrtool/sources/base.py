@@ -1,0 +1,163 @@
+"""What every source adapter shares: walking a folder, skipping junk, mapping folder names
+to the shared label space. An adapter for a new public source is a short subclass."""
+
+from __future__ import annotations
+
+import json
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..imageio import IMAGE_EXTENSIONS, is_junk
+
+#: Folder-name aliases (normalised: lower case, no spaces, '-' or '_') for the three classes.
+CLASS_ALIASES: dict[str, str] = {
+    "covid": "covid",
+    "covid19": "covid",
+    "pneumonia": "pneumonia",
+    "viralpneumonia": "pneumonia",
+    "bacterialpneumonia": "pneumonia",
+    "normal": "normal",
+    "nofinding": "normal",
+    "nofindings": "normal",
+    "healthy": "normal",
+}
+
+#: Known folders that are deliberately not one of the three classes.
+EXCLUDED_FOLDERS: dict[str, str] = {
+    "lungopacity": "Lung_Opacity is not one of the three classes",
+    "masks": "lung masks are not X-rays",
+    "mask": "lung masks are not X-rays",
+}
+
+#: Folders that only split a source (ignored: everything is re-split).
+SPLIT_FOLDERS = frozenset({"train", "test", "val", "valid", "validation", "images"})
+
+
+def normalise(name: str) -> str:
+    """Folder-name key: case, spaces, '-' and '_' ignored."""
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a source with the label its source gives it (None: excluded, see ``reason``)."""
+
+    path: Path
+    source: str
+    rel: str  # posix path relative to the source root
+    label: str | None
+    patient: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Scan:
+    """Everything one source contributes: labelled items, plus what was skipped and why."""
+
+    name: str
+    kind: str
+    root: Path
+    items: list[Item] = field(default_factory=list)
+    junk: Counter = field(default_factory=Counter)  # reason -> count (not images at all)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """User overrides: normalised folder name -> class or ``exclude``."""
+
+    mapping: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path | None) -> "LabelMap":
+        """Read a JSON object or a two-column CSV (folder,label); ``exclude`` drops a folder."""
+        from .. import CLASSES
+
+        if path is None:
+            return cls({})
+        if not path.is_file():
+            raise UsageError(f"{path}: label-map file not found")
+        try:
+            if path.suffix.lower() == ".json":
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                pairs = list(raw.items())
+            else:
+                with path.open(newline="", encoding="utf-8") as fh:
+                    pairs = [(r[0], r[1]) for r in csv.reader(fh) if len(r) >= 2 and not r[0].startswith("#")]
+                if pairs and normalise(pairs[0][0]) == "folder":
+                    pairs = pairs[1:]
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{path}: cannot read label map ({exc})") from None
+        mapping = {}
+        for folder, label in pairs:
+            label = str(label).strip().lower()
+            if label not in CLASSES and label != "exclude":
+                raise UsageError(f"{path}: label {label!r} for {folder!r} is not one of {', '.join(CLASSES)} or exclude")
+            mapping[normalise(str(folder))] = label
+        return cls(mapping)
+
+
+class SourceAdapter:
+    """Base adapter: walk the source, skip junk, label each image from its folders.
+
+    Subclasses set ``kind``/``title``, say whether a folder looks like theirs (``matches``)
+    and may override ``label_for``/``patient_for``/``extra_reason``.
+    """
+
+    kind = "generic"
+    title = "folder of class sub-folders"
+
+    def __init__(self, label_map: LabelMap | None = None):
+        self.label_map = label_map or LabelMap({})
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return False
+
+    def scan(self, root: Path, name: str) -> Scan:
+        scan = Scan(name=name, kind=self.kind, root=root)
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(root)
+            if is_junk(rel):
+                scan.junk["junk file (.DS_Store, __MACOSX, thumbnails)"] += 1
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                scan.junk[f"not an image ({path.suffix.lower() or 'no suffix'})"] += 1
+                continue
+            if path.name.lower().startswith("thumb"):
+                scan.junk["thumbnail"] += 1
+                continue
+            label, reason = self.label_for(rel)
+            scan.items.append(
+                Item(path, name, rel.as_posix(), label, self.patient_for(rel) if label else "", reason)
+            )
+        return scan
+
+    def label_for(self, rel: Path) -> tuple[str | None, str]:
+        """Label from the nearest folder (user map first, then aliases); unknown folders excluded."""
+        folders = rel.parts[:-1]
+        for folder in reversed(folders):
+            key = normalise(folder)
+            if key in self.label_map.mapping:
+                value = self.label_map.mapping[key]
+                return (None, f"folder {folder!r} excluded by the label map") if value == "exclude" else (value, "")
+            if key in EXCLUDED_FOLDERS:
+                return None, EXCLUDED_FOLDERS[key]
+            if key in CLASS_ALIASES:
+                return CLASS_ALIASES[key], ""
+            if key in SPLIT_FOLDERS:
+                continue
+            return None, f"unknown folder {folder!r} (not a class name; use --label-map)"
+        return None, "image not inside a class folder"
+
+    def patient_for(self, rel: Path) -> str:
+        return ""
+
+
+def child_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_junk(Path(p.name)))
