@@ -9,7 +9,6 @@ the reason, so callers can skip one bad file and go on.
 from __future__ import annotations
 
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,23 @@ MAX_PIXELS = 80_000_000
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db"})
 
 _GRAY_VIA_RGB = {"P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LA", "La", "RGBa", "1"}
+
+#: Leading bytes of the formats we read: a file that starts like one of these but does not
+#: decode is a corrupt image, not "not an image".
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+
+#: EXIF orientations that turn the image by 90 degrees (width and height swap).
+_SIDEWAYS = frozenset({5, 6, 7, 8})
 
 
 @dataclass(frozen=True)
@@ -99,13 +115,22 @@ def read_image(
         return _read_dicom(path, as_float=as_float, max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # DecompressionBombWarning (we enforce max_pixels ourselves) and plugin chatter
+            # such as "Corrupt EXIF data" must not leak onto the user's terminal
+            warnings.simplefilter("ignore")
             im = Image.open(path)
     except UnidentifiedImageError:
+        claimed = _sniff_format(path)
+        if claimed:
+            raise CorruptImageError(path, f"starts like a {claimed} file but cannot be decoded") from None
         raise NotAnImageError(path, "not a recognised image file") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(path, f"image too large ({exc})") from None
-    except OSError as exc:
+    except PermissionError as exc:
+        raise ImageLoadError(path, f"cannot read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # plugins raise OSError, ValueError, ... for broken headers
         raise CorruptImageError(path, f"cannot open: {exc}") from None
     with im:
         width, height = im.size
@@ -122,12 +147,17 @@ def read_image(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 im.load()
+                orientation = _orientation(im)
                 im = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # OSError, SyntaxError, zlib.error, EOFError, struct.error, ...
             raise CorruptImageError(path, f"truncated or corrupt image data ({exc})") from None
         pixels, bits = _to_gray(im, path)
-    # EXIF orientation may swap the sides: report the upright original size.
-    if (pixels.shape[1] > pixels.shape[0]) != (width > height) and width != height:
+    # EXIF orientation may turn the image sideways: report the upright original size. (Decided
+    # from the tag, not from the array's shape: a draft-reduced near-square image can come out
+    # exactly square.)
+    if orientation in _SIDEWAYS:
         width, height = height, width
     if as_float:
         pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels
@@ -139,6 +169,30 @@ def read_image(
 def load_image(path: str | Path, *, as_float: bool = False, draft: int | None = None) -> np.ndarray:
     """Grayscale pixels of one image: (H, W) uint8, or float32 in [0, 1] with ``as_float``."""
     return read_image(path, as_float=as_float, draft=draft).pixels
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF Orientation tag (1 = upright when absent or unreadable)."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+        return int(value)
+    except Exception:  # corrupt EXIF: exif_transpose will not rotate either
+        return 1
+
+
+def _sniff_format(path: Path) -> str | None:
+    """The image format the file's first bytes claim, if any."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def _check_file(path: Path) -> None:
@@ -164,9 +218,8 @@ def _to_gray(im: Image.Image, path: Path) -> tuple[np.ndarray, int]:
         if data.size and (data.min() < 0 or data.max() > 65535):
             raise UnsupportedImageError(path, f"{mode} samples outside 0..65535 are not supported")
         return _scale_deep(data.astype(np.float64)), _bits_for(int(data.max()) if data.size else 0)
-    if mode in ("LA", "La"):
-        return np.asarray(im.getchannel(0), dtype=np.uint8), 8
-    if mode in ("PA", "RGBA", "RGBa", "P") and ("transparency" in im.info or mode != "P"):
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa", "P") and ("transparency" in im.info or mode != "P"):
+        # LA/La go through RGBA too, so gray+alpha is composited exactly like colour+alpha
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # X-ray background is black
         return np.asarray(Image.alpha_composite(background, rgba).convert("L"), dtype=np.uint8), 8
@@ -206,8 +259,15 @@ def _read_dicom(path: Path, *, as_float: bool, max_pixels: int) -> LoadedImage:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError:
         raise UnsupportedImageError(path, "DICOM needs pydicom: pip install 'cxrtool[dicom]'") from None
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise NotAnImageError(path, "not a DICOM file (no 'DICM' header)") from None
+    except Exception as exc:
+        raise CorruptImageError(path, f"cannot read DICOM ({exc})") from None
+    try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         if rows * cols > max_pixels:
             raise ImageTooLargeError(path, f"{cols}x{rows} exceeds the limit of {max_pixels:,} pixels")
