@@ -1,14 +1,119 @@
-"""`cxrtool build-dataset` (placeholder until its issue lands)."""
+"""`cxrtool build-dataset`: a thin wrapper over :func:`cxrtool.dataset.build_dataset`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from ..errors import CxrError
+from ..errors import UsageError
 from .app import app
 
+EPILOG = """[bold]Examples[/bold]
 
-@app.command("build-dataset", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def build_dataset(ctx: typer.Context) -> None:
-    """Not available yet in this version."""
-    raise CxrError("`cxrtool build-dataset` is not available yet in this version")
+  cxrtool build-dataset sources/ data/ --per-class 7000
+
+  cxrtool build-dataset covid-radiography/ chest_xray/ data/ --split 80/10/10 --seed 1
+
+  cxrtool build-dataset sources/ data/ --dry-run --json | jq .duplicates
+
+A SRC is one source, or a folder whose sub-folders are sources. Known layouts (COVID-19
+Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NORMAL,
+Figure 1 with metadata.csv) are recognised; other folders are labelled by class-named
+sub-folders (covid, pneumonia, normal and aliases). Sources are never modified.
+"""
+
+
+def _per_class(value: str) -> int | None:
+    if value.lower() in ("all", "natural", "none"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--per-class {value!r}: a number, or 'all' for natural counts") from None
+    if n < 1:
+        raise UsageError("--per-class must be at least 1")
+    return n
+
+
+def _labels_csv(values: list[str]) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--labels-csv {value!r}: expected SOURCE=FILE.csv")
+        out[name] = Path(path)
+    return out
+
+
+@app.command("build-dataset", epilog=EPILOG)
+def build_dataset(
+    paths: Annotated[list[Path], typer.Argument(help="SRC [SRC ...] OUT: source folders, then the output folder.", show_default=False)],
+    per_class: Annotated[str, typer.Option(help="Down-sample each class to N images ('all': natural counts).")] = "all",
+    split: Annotated[str, typer.Option(help="Train/val/test percentages.")] = "70/15/15",
+    seed: Annotated[int, typer.Option(help="Seed for sampling and splitting.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Analyse and report; write nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT.")] = False,
+    mode: Annotated[str, typer.Option(help="How images are written: copy, hardlink or png.")] = "copy",
+    png_size: Annotated[Optional[int], typer.Option(help="With --mode png: longest side in pixels.")] = None,
+    even_sources: Annotated[bool, typer.Option("--even-sources", help="Draw evenly across sources within a class.")] = False,
+    hash_name: Annotated[str, typer.Option("--hash", help="Perceptual hash: phash, dhash, ahash, whash.")] = "phash",
+    hash_size: Annotated[int, typer.Option(help="Hash side (bits = side^2). 16 separates look-alike X-rays; 8 does not.")] = 16,
+    radius: Annotated[Optional[int], typer.Option(help="Near-duplicate Hamming radius in bits (default 3/32 of the bits: 24 of 256).")] = None,
+    min_size: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).")] = 64,
+    min_mean: Annotated[float, typer.Option(help="Under-exposed below this mean brightness (0-1).")] = 0.12,
+    max_mean: Annotated[float, typer.Option(help="Over-exposed above this mean brightness (0-1).")] = 0.84,
+    max_dark: Annotated[float, typer.Option(help="Under-exposed above this fraction of near-black pixels.")] = 0.75,
+    max_bright: Annotated[float, typer.Option(help="Over-exposed above this fraction of near-white pixels.")] = 0.60,
+    min_contrast: Annotated[float, typer.Option(help="Low contrast below this 99th-1st percentile spread (0-1).")] = 0.25,
+    min_entropy: Annotated[float, typer.Option(help="Near blank below this histogram entropy (bits).")] = 3.0,
+    label_map: Annotated[Optional[Path], typer.Option(help="JSON or CSV mapping folder names to covid/pneumonia/normal/exclude.")] = None,
+    labels_csv: Annotated[list[str], typer.Option(help="SOURCE=FILE.csv with columns file,label[,patient] (repeatable).")] = [],
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write sample sheets and histograms.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the dataset path.")] = False,
+) -> None:
+    """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
+    from ..console import progress
+    from ..dataset import COPY_MODES, BuildOptions, build_dataset as build
+    from ..quality import Thresholds
+    from ..report import render_summary
+    from ..split import parse_split
+
+    if len(paths) < 2:
+        raise UsageError("give at least one SRC folder and the OUT folder")
+    if mode not in COPY_MODES:
+        raise UsageError(f"--mode {mode!r}: choose one of {', '.join(COPY_MODES)}")
+    *srcs, out = paths
+    options = BuildOptions(
+        per_class=_per_class(per_class),
+        split=parse_split(split),
+        seed=seed,
+        workers=workers,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        mode=mode,
+        png_size=png_size,
+        even_sources=even_sources,
+        hash_name=hash_name,
+        hash_size=hash_size,
+        radius=radius,
+        thresholds=Thresholds(min_size, max_mean, max_bright, min_mean, max_dark, min_contrast, min_entropy),
+        label_map=label_map,
+        labels_csv=_labels_csv(labels_csv),
+        figures=figures,
+    )
+    with progress() as bar:
+
+        def make_tick(description: str, total: int):
+            task = bar.add_task(description, total=total)
+            return lambda n=1: bar.advance(task, n)
+
+        result = build(srcs, out, options, progress=make_tick)
+    render_summary(result.report)
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2))
+    elif not dry_run:
+        typer.echo(str(out))

@@ -1,0 +1,139 @@
+"""Pictures people look at before they trust a dataset: sample sheets of kept and excluded
+images, and exposure-metric histograms with the thresholds marked."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import CLASSES
+from .quality import METRICS, reason_key
+
+if TYPE_CHECKING:
+    from .dataset import BuildResult, Candidate
+
+THUMB = 160
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _thumb(path: Path) -> np.ndarray | None:
+    from .errors import ImageLoadError
+    from .imageio import load_image
+
+    try:
+        return load_image(path, draft=THUMB)
+    except ImageLoadError:
+        return None
+
+
+def _pick(cands: list["Candidate"], n: int) -> list["Candidate"]:
+    """n evenly spaced members of a sorted list (deterministic, not just the first few)."""
+    cands = sorted(cands, key=lambda c: c.key)
+    if len(cands) <= n:
+        return cands
+    idx = np.linspace(0, len(cands) - 1, n).round().astype(int)
+    return [cands[i] for i in idx]
+
+
+def _sheet(rows: list[tuple[str, list["Candidate"]]], title: str, path: Path, caption) -> None:
+    plt = _pyplot()
+    ncols = max((len(r[1]) for r in rows), default=1) or 1
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols + 1.2, 2.15 * len(rows) + 0.6), squeeze=False)
+    for r, (row_title, members) in enumerate(rows):
+        for col in range(ncols):
+            ax = axes[r][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col >= len(members):
+                continue
+            img = _thumb(members[col].item.path)
+            if img is not None:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            else:
+                ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes, color="red")
+            ax.set_title(caption(members[col]), fontsize=7)
+        axes[r][0].set_ylabel(row_title, fontsize=9, rotation=0, ha="right", va="center", labelpad=8)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def samples_sheet(result: "BuildResult", path: Path, per_cell: int = 3) -> None:
+    """Kept images per class (rows) and source (groups of columns), like the paper's Fig. 1."""
+    kept = result.kept
+    sources = sorted({c.item.source for c in kept})
+    rows = []
+    for label in CLASSES:
+        members = []
+        for src in sources:
+            members += _pick([c for c in kept if c.item.label == label and c.item.source == src], per_cell)
+        rows.append((label, members[: per_cell * 4]))
+    rows = [r for r in rows if r[1]] or [("(none)", [])]
+    _sheet(rows, "Kept images per class (columns: sources)", path, lambda c: f"{c.item.source[:18]}\n{c.split}")
+
+
+def excluded_sheet(result: "BuildResult", path: Path, per_reason: int = 6) -> None:
+    by_reason: dict[str, list] = defaultdict(list)
+    for c in result.candidates:
+        if c.reason and c.reason != "balanced out":
+            by_reason[reason_key(c.reason)].append(c)
+    rows = [(reason, _pick(members, per_reason)) for reason, members in sorted(by_reason.items())]
+    rows = rows or [("(nothing excluded)", [])]
+    _sheet(rows, "Excluded images by reason", path, lambda c: f"{c.item.source[:18]}\n{Path(c.item.rel).name[:22]}")
+
+
+def exposure_histograms(result: "BuildResult", path: Path) -> None:
+    plt = _pyplot()
+    t = result.options.thresholds
+    marks = {
+        "mean": [(t.min_mean, "min"), (t.max_mean, "max")],
+        "dark_frac": [(t.max_dark_frac, "max")],
+        "bright_frac": [(t.max_bright_frac, "max")],
+        "contrast": [(t.min_contrast, "min")],
+        "entropy": [(t.min_entropy, "min")],
+    }
+    labels = {
+        "mean": "mean brightness (0-1)",
+        "dark_frac": "fraction of near-black pixels",
+        "bright_frac": "fraction of near-white pixels",
+        "contrast": "contrast: 99th - 1st percentile",
+        "entropy": "entropy (bits)",
+    }
+    measured = [c for c in result.candidates if c.analysis.quality is not None]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    for ax, m in zip(axes, METRICS):
+        values = np.array([getattr(c.analysis.quality, m) for c in measured])
+        failed = np.array([c.reason in ("over-exposed", "under-exposed", "low contrast / near blank") for c in measured])
+        bins = np.linspace(0, 8 if m == "entropy" else 1, 41)
+        ax.hist([values[~failed], values[failed]], bins=bins, stacked=True, color=["#4878a8", "#d1495b"], label=["passed", "excluded (exposure)"])
+        for value, name in marks[m]:
+            ax.axvline(value, color="black", linestyle="--", linewidth=1)
+            ax.text(value, ax.get_ylim()[1] * 0.92, f" {name} {value:g}", fontsize=8)
+        ax.set_xlabel(labels[m])
+        ax.set_ylabel("images")
+        ax.set_yscale("log")
+    axes[-1].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Exposure metrics of {len(measured)} decoded images; dashed lines: thresholds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def dataset_figures(folder: Path, result: "BuildResult") -> None:
+    samples_sheet(result, folder / "samples.png")
+    excluded_sheet(result, folder / "excluded.png")
+    exposure_histograms(result, folder / "exposure.png")

@@ -1,0 +1,220 @@
+"""The build-dataset report: ``report.json`` for scripts, ``report.md`` and figures for
+people, and a rich summary on stderr. Also warns when a class comes mostly from one source."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import CLASSES, __version__
+from .manifest import SPLITS
+from .quality import METRICS, reason_key
+
+if TYPE_CHECKING:
+    from .dataset import BuildResult
+
+#: A class drawn more than this fraction from one source gets a shortcut warning.
+DOMINANT_SOURCE = 0.8
+
+
+def _table(counter: Counter, rows: list[str], cols: list[str]) -> dict[str, dict[str, int]]:
+    return {r: {c: int(counter.get((r, c), 0)) for c in cols} for r in rows}
+
+
+def build_report(result: "BuildResult", dup_stats: dict, balance_stats: dict, leak: dict) -> dict:
+    opts = result.options
+    cands = result.candidates
+    kept = [c for c in cands if not c.reason]
+    sources = [s.name for s in result.scans]
+    before = Counter((c.item.source, c.item.label) for c in cands)
+    after = Counter((c.item.source, c.item.label) for c in kept)
+    per_split = Counter((c.split, c.item.label) for c in kept)
+    excluded = Counter(reason_key(c.reason) for c in cands if c.reason)
+    unlabelled = Counter(item.reason for s in result.scans for item in s.items if item.label is None)
+    warnings = []
+    for label in CLASSES:
+        total = sum(after.get((s, label), 0) for s in sources)
+        if total == 0:
+            warnings.append(f"class {label} has no images")
+            continue
+        top = max(sources, key=lambda s: after.get((s, label), 0))
+        share = after.get((top, label), 0) / total
+        if share >= DOMINANT_SOURCE:
+            warnings.append(
+                f"{share:.0%} of {label} images come from {top}: a model may learn the source instead of the disease"
+            )
+    for label, n in balance_stats.get("classes_below_target", {}).items():
+        warnings.append(f"class {label} has only {n} images, fewer than --per-class {opts.per_class}: kept all")
+    if leak["near_duplicate_pairs_across_splits"] or leak["patients_across_splits"]:
+        warnings.append("LEAK: near duplicates or patients cross splits")
+    metrics = np.array([[getattr(c.analysis.quality, m) for m in METRICS] for c in cands if c.analysis.quality])
+    distributions = {
+        m: (
+            {q: float(np.percentile(metrics[:, i], q)) for q in (0, 1, 5, 25, 50, 75, 95, 99, 100)}
+            if len(metrics)
+            else {}
+        )
+        for i, m in enumerate(METRICS)
+    }
+    return {
+        "cxrtool_version": __version__,
+        "classes": list(CLASSES),
+        "options": {
+            "per_class": opts.per_class,
+            "split": list(opts.split),
+            "seed": opts.seed,
+            "mode": opts.mode,
+            "hash": opts.hash_name,
+            "hash_size": opts.hash_size,
+            "radius": opts.hash_radius(),
+            "even_sources": opts.even_sources,
+            "dry_run": opts.dry_run,
+        },
+        "thresholds": opts.thresholds.as_dict(),
+        "sources": [
+            {"name": s.name, "kind": s.kind, "root": str(s.root), "files": len(s.items), "junk": dict(s.junk)}
+            for s in result.scans
+        ],
+        "counts_before": _table(before, sources, list(CLASSES)),
+        "counts_after": _table(after, sources, list(CLASSES)),
+        "counts_per_split": _table(per_split, list(SPLITS), list(CLASSES)),
+        "total_kept": len(kept),
+        "excluded_by_reason": dict(sorted(excluded.items())),
+        "unlabelled_by_reason": dict(sorted(unlabelled.items())),
+        "junk_skipped": sum(sum(s.junk.values()) for s in result.scans),
+        "duplicates": dup_stats,
+        "balance": balance_stats,
+        "leak_check": leak,
+        "quality_distributions": distributions,
+        "warnings": warnings,
+    }
+
+
+def _md_table(title: str, table: dict[str, dict[str, int]]) -> list[str]:
+    cols = list(next(iter(table.values())).keys()) if table else list(CLASSES)
+    lines = [f"| {title} | " + " | ".join(cols) + " | total |", "|---" * (len(cols) + 2) + "|"]
+    for row, values in table.items():
+        lines.append(f"| {row} | " + " | ".join(str(values[c]) for c in cols) + f" | {sum(values.values())} |")
+    totals = [sum(v[c] for v in table.values()) for c in cols]
+    lines.append("| **total** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    o = report["options"]
+    lines = [
+        "# cxrtool dataset report",
+        "",
+        f"cxrtool {report['cxrtool_version']}; split {'/'.join(f'{x:.0%}' for x in o['split'])}, seed {o['seed']}, "
+        f"per class {o['per_class'] or 'all (natural counts)'}, {o['hash']} hash size {o['hash_size']}, radius {o['radius']} bits.",
+        "",
+    ]
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    lines += ["## Sources", "", "| source | recognised as | files | junk skipped |", "|---|---|---|---|"]
+    lines += [f"| {s['name']} | {s['kind']} | {s['files']} | {sum(s['junk'].values())} |" for s in report["sources"]]
+    lines += ["", "## Images per source and class, before quality control and de-duplication", ""]
+    lines += _md_table("source", report["counts_before"])
+    lines += ["", "## Kept images per source and class", ""] + _md_table("source", report["counts_after"])
+    lines += ["", "## Kept images per split and class", ""] + _md_table("split", report["counts_per_split"])
+    lines += ["", "## Exclusions", "", "| reason | images |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report["excluded_by_reason"].items()]
+    lines += [f"| no label: {k} | {v} |" for k, v in report["unlabelled_by_reason"].items()]
+    lines += [f"| junk (not images) | {report['junk_skipped']} |"]
+    d = report["duplicates"]
+    lines += [
+        "",
+        "## Duplicates",
+        "",
+        f"- hash pairs within {o['radius']} bits: {d['hash_pairs_within_radius']} "
+        f"({d['pairs_within_source']} within a source, {d['pairs_across_sources']} across sources)",
+        f"- exact (same bytes or pixels) links: {d['exact_duplicate_links']}",
+        f"- clusters with duplicates: {d['clusters_with_duplicates']} (largest: {d['largest_cluster']} images)",
+        f"- images dropped as duplicates: {d['images_dropped_as_duplicates']}",
+        f"- label conflicts (clusters dropped whole): {len(d['label_conflicts'])}",
+    ]
+    for conflict in d["label_conflicts"][:20]:
+        lines.append(f"  - {' vs '.join(conflict['labels'])}: {', '.join(conflict['members'][:4])}")
+    leak = report["leak_check"]
+    lines += [
+        "",
+        "## Leak check after splitting (all must be 0)",
+        "",
+        f"- near-duplicate pairs across splits: {leak['near_duplicate_pairs_across_splits']}",
+        f"- patients in more than one split: {leak['patients_across_splits']}",
+        f"- groups in more than one split: {leak['groups_across_splits']}",
+        "",
+        "## Exposure metrics and thresholds",
+        "",
+        "| metric | p1 | p5 | median | p95 | p99 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, dist in report["quality_distributions"].items():
+        if dist:
+            lines.append(f"| {m} | {dist[1]:.3f} | {dist[5]:.3f} | {dist[50]:.3f} | {dist[95]:.3f} | {dist[99]:.3f} |")
+    lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in report["thresholds"].items()), ""]
+    lines += [
+        "## Figures",
+        "",
+        "![kept samples](samples.png)",
+        "",
+        "![excluded samples](excluded.png)",
+        "",
+        "![exposure metrics](exposure.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_reports(folder: Path, result: "BuildResult") -> None:
+    (folder / "report.json").write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    (folder / "report.md").write_text(markdown(result.report), encoding="utf-8")
+    if result.options.figures:
+        from .figures import dataset_figures
+
+        dataset_figures(folder, result)
+
+
+def render_summary(report: dict) -> None:
+    """The human summary on stderr (rich tables)."""
+    from rich.table import Table
+
+    from .console import err, warn
+
+    table = Table(title="Kept images per source and class")
+    table.add_column("source")
+    for c in CLASSES:
+        table.add_column(c, justify="right")
+    table.add_column("total", justify="right")
+    before = report["counts_before"]
+    for src, values in report["counts_after"].items():
+        table.add_row(src, *[f"{values[c]} / {before[src][c]}" for c in CLASSES], str(sum(values.values())))
+    err.print(table)
+    split_table = Table(title="Per split")
+    split_table.add_column("split")
+    for c in CLASSES:
+        split_table.add_column(c, justify="right")
+    for split, values in report["counts_per_split"].items():
+        split_table.add_row(split, *[str(values[c]) for c in CLASSES])
+    err.print(split_table)
+    excl = Table(title="Excluded")
+    excl.add_column("reason")
+    excl.add_column("images", justify="right")
+    for k, v in report["excluded_by_reason"].items():
+        excl.add_row(k, str(v))
+    for k, v in report["unlabelled_by_reason"].items():
+        excl.add_row(f"no label: {k}", str(v))
+    excl.add_row("junk (not images)", str(report["junk_skipped"]))
+    err.print(excl)
+    d, leak = report["duplicates"], report["leak_check"]
+    err.print(
+        f"duplicates: {d['images_dropped_as_duplicates']} dropped, {d['pairs_across_sources']} cross-source pairs, "
+        f"{len(d['label_conflicts'])} label conflicts; near-duplicate pairs across splits: "
+        f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
+    )
+    for w in report["warnings"]:
+        warn(w)

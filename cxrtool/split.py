@@ -1,0 +1,105 @@
+"""Balancing and the group-aware, stratified train/val/test split.
+
+Groups (duplicate clusters joined with patients) never cross splits; within that constraint
+each class is split as close to the requested fractions as possible. Deterministic: the
+same rows and seed give the same assignment whatever order they came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from .errors import UsageError
+from .manifest import SPLITS
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """``70/15/15`` (or ``0.7,0.15,0.15``) -> fractions summing to 1."""
+    parts = [p for p in text.replace(",", "/").split("/") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--split {text!r}: expected three numbers like 70/15/15") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] == 0:
+        raise UsageError(f"--split {text!r}: expected three non-negative numbers like 70/15/15, train > 0")
+    total = sum(values)
+    return tuple(v / total for v in values)  # type: ignore[return-value]
+
+
+def stable_key(seed: int, text: str) -> str:
+    """A seeded, order-independent sort key (so sampling does not depend on scan order)."""
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def balance(
+    labels: Sequence[str],
+    keys: Sequence[str],
+    sources: Sequence[str],
+    per_class: int | None,
+    seed: int,
+    even_sources: bool = False,
+) -> list[int]:
+    """Indices kept after down-sampling each class to ``per_class`` (None: keep all).
+
+    Never up-samples. ``even_sources`` draws round-robin across sources within a class so
+    no single source dominates a class more than its size forces.
+    """
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_class[label].append(i)
+    kept: list[int] = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda i: stable_key(seed, keys[i]))
+        if per_class is None or len(members) <= per_class:
+            kept.extend(members)
+            continue
+        if not even_sources:
+            kept.extend(members[:per_class])
+            continue
+        queues: dict[str, list[int]] = defaultdict(list)
+        for i in members:
+            queues[sources[i]].append(i)
+        order = sorted(queues)
+        chosen: list[int] = []
+        while len(chosen) < per_class:
+            for src in order:
+                if queues[src] and len(chosen) < per_class:
+                    chosen.append(queues[src].pop(0))
+        kept.extend(chosen)
+    return sorted(kept)
+
+
+def assign_splits(
+    labels: Sequence[str], groups: Sequence[str], fractions: tuple[float, float, float], seed: int
+) -> list[str]:
+    """Split name per row: whole groups go to one split, greedily filling each class's quota.
+
+    Groups are taken largest first (ties in seeded order), each to the split whose share of
+    that group's majority class is furthest below target: the standard greedy for
+    stratified group splitting, exact enough and fully deterministic.
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    class_total = Counter(labels)
+    filled: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    order = sorted(members, key=lambda g: (-len(members[g]), stable_key(seed, g)))
+    result = [""] * len(labels)
+    for g in order:
+        rows = members[g]
+        counts = Counter(labels[i] for i in rows)
+        major = max(sorted(counts), key=lambda c: counts[c])
+        best, best_gap = SPLITS[0], None
+        for split, frac in zip(SPLITS, fractions):
+            if frac <= 0:
+                continue
+            target = frac * class_total[major]
+            gap = (target - filled[split][major]) / max(target, 1e-9)
+            if best_gap is None or gap > best_gap + 1e-12:
+                best, best_gap = split, gap
+        for i in rows:
+            result[i] = best
+        filled[best].update(counts)
+    return result
