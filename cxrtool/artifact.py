@@ -1,0 +1,217 @@
+"""The one cxrtool model artifact format: a self-contained Keras ``.keras`` file.
+
+The model takes raw grayscale pixels ``(None, S, S, 1)`` in 0..255 and does its own
+resizing/scaling. Its metadata (:class:`ModelInfo`) is a JSON string in the config of the
+registered identity layer ``cxrtool_info`` at the model's output, so it lives in the zip's
+``config.json``, survives safe-mode loading and re-saving by Keras, and :func:`read_info`
+can read it without importing Keras.
+
+Importing this module is cheap; :func:`save_model` and :func:`load_model` import Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import CLASSES, __version__
+from .errors import ModelFormatError, ModelNotFoundError
+
+FORMAT = "cxrtool-model"
+FORMAT_VERSION = 1
+INFO_LAYER = "cxrtool_info"
+INFO_CLASS = "ModelInfoLayer"
+
+
+@dataclass
+class ModelInfo:
+    """Everything a consumer of a saved model needs to know about it."""
+
+    architecture: str
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    image_size: int = 100
+    #: how raw pixels become model input; the model does all of it itself, this is documentation
+    #: plus what a caller must match when it resizes images *before* the model (``resize``).
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    gradcam_layer: str = ""
+    logits_layer: str = "logits"
+    #: training options and outcome (epochs run, best epoch, best val metrics, ...)
+    training: dict[str, Any] = field(default_factory=dict)
+    dataset_fingerprint: str | None = None
+    dataset: str | None = None
+    cxrtool_version: str = __version__
+    keras_version: str | None = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    #: free-form; the ensemble uses it for members and weights
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "architecture" not in kwargs:
+            raise ValueError("no architecture")
+        info = cls(**kwargs)
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if unknown:  # newer writer: keep what we do not understand instead of dropping it
+            info.extra = {**info.extra, "_unknown": unknown}
+        return info
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # keras.Model
+    info: ModelInfo
+    path: Path | None = None
+
+
+def set_info(model, info: ModelInfo) -> None:
+    """Write ``info`` into the model's ``cxrtool_info`` layer (before saving)."""
+    try:
+        layer = model.get_layer(INFO_LAYER)
+    except ValueError:
+        raise ModelFormatError(f"model {model.name!r} has no {INFO_LAYER} layer: not built by cxrtool") from None
+    layer.info = info.to_json()
+
+
+def get_info(model) -> ModelInfo:
+    try:
+        layer = model.get_layer(INFO_LAYER)
+    except ValueError:
+        raise ModelFormatError(f"model {model.name!r} has no {INFO_LAYER} layer: not a cxrtool model") from None
+    return ModelInfo.from_dict(json.loads(layer.info))
+
+
+def save_model(model, path: str | Path, metadata: ModelInfo, *, include_optimizer: bool = False) -> Path:
+    """Save atomically: a temp file in the same folder, then ``os.replace``. Returns the path.
+
+    A crash or error leaves either the old file or the new one, never half a file.
+    ``include_optimizer`` keeps the optimizer state (used for resumable checkpoints).
+    """
+    from .backend import import_keras
+
+    import_keras()
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelFormatError(f"{path}: a cxrtool model file must end in .keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata.keras_version is None:
+        import keras
+
+        metadata.keras_version = keras.__version__
+    set_info(model, metadata)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
+    os.close(fd)
+    try:
+        optimizer = None
+        if not include_optimizer and getattr(model, "optimizer", None) is not None:
+            # Keras always writes the optimizer of a compiled model; the final artifact does not need it.
+            optimizer, compiled = model.optimizer, model.compiled
+            model.optimizer = None
+            model.compiled = False
+        try:
+            model.save(tmp)
+        finally:
+            if optimizer is not None:
+                model.optimizer = optimizer
+                model.compiled = compiled
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_config(path: Path) -> dict:
+    if not path.exists():
+        raise ModelNotFoundError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFormatError(f"{path}: not a .keras model file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile, OSError) as exc:
+        raise ModelFormatError(f"{path}: not a .keras model file ({exc})") from None
+
+
+def _find_info(config: Any) -> str | None:
+    if isinstance(config, dict):
+        if config.get("class_name") == INFO_CLASS or str(config.get("registered_name", "")).endswith(
+            f">{INFO_CLASS}"
+        ):
+            inner = config.get("config") or {}
+            if "info" in inner:
+                return inner["info"]
+        for value in config.values():
+            found = _find_info(value)
+            if found is not None:
+                return found
+    elif isinstance(config, list):
+        for value in config:
+            found = _find_info(value)
+            if found is not None:
+                return found
+    return None
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The metadata of a saved model, without importing Keras or building the model."""
+    path = Path(path)
+    raw = _find_info(_read_config(path))
+    if raw is None:
+        raise ModelFormatError(f"{path}: a Keras model but not a cxrtool model (no {INFO_LAYER} metadata)")
+    try:
+        info = ModelInfo.from_dict(json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        raise ModelFormatError(f"{path}: unreadable cxrtool metadata ({exc})") from None
+    if info.format != FORMAT:
+        raise ModelFormatError(f"{path}: unknown model format {info.format!r}")
+    if info.format_version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path}: model format version {info.format_version} is newer than this cxrtool "
+            f"({__version__}, format {FORMAT_VERSION}); upgrade cxrtool"
+        )
+    return info
+
+
+def load_model(path: str | Path, *, compile: bool = False) -> LoadedModel:
+    """Load a cxrtool model in Keras' safe mode; a clear :class:`ModelFormatError` otherwise."""
+    path = Path(path)
+    info = read_info(path)  # fails fast, before Keras, on files that are not cxrtool models
+    from .backend import import_keras
+
+    keras = import_keras()
+    from .models import layers as _layers  # noqa: F401  (registers the custom layers)
+
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        raise ModelFormatError(f"{path}: cannot load the model ({type(exc).__name__}: {text[:300]})") from None
+    return LoadedModel(model=model, info=info, path=path)
+
+
+__all__ = [
+    "LoadedModel",
+    "ModelInfo",
+    "get_info",
+    "load_model",
+    "read_info",
+    "save_model",
+    "set_info",
+]

@@ -1,0 +1,218 @@
+"""Registered, serialisable custom layers used inside every cxrtool model.
+
+All of them load in Keras' safe mode (no lambdas): they are plain registered classes whose
+config is JSON. Importing this module imports Keras (through :mod:`cxrtool.backend`), so
+only model-building and model-loading code imports it, never the CLI at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ..backend import import_keras
+
+keras = import_keras()
+ops = keras.ops
+
+PACKAGE = "cxrtool"
+
+#: Per-backbone input scaling, applied to 0..255 grayscale replicated to ``channels``.
+#: "caffe": ResNet's ImageNet preprocessing (BGR mean subtraction, no scaling; for a gray
+#: image repeated to 3 channels the BGR flip is a no-op, the per-channel means still apply).
+#: "tf": MobileNetV2's, scale to [-1, 1]. "unit": scale to [0, 1] (custom CNN, ViT).
+SCALINGS = ("caffe", "tf", "unit")
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Preprocess(keras.layers.Layer):
+    """Raw grayscale pixels (0..255, any float dtype) -> what the backbone expects.
+
+    Resizes to ``image_size`` (a no-op when the input already has that size, which is the
+    case for the saved models' fixed input), repeats the gray channel ``channels`` times
+    and applies the backbone's own scaling. Always computes in float32.
+    """
+
+    def __init__(self, image_size: int, channels: int = 1, scaling: str = "unit", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {scaling!r}; expected one of {SCALINGS}")
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.scaling = scaling
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        if x.shape[-1] != 1:  # an RGB image slipped in: average to gray
+            x = ops.mean(x, axis=-1, keepdims=True)
+        if x.shape[1] != self.image_size or x.shape[2] != self.image_size:
+            x = ops.image.resize(x, (self.image_size, self.image_size), interpolation="bilinear")
+        if self.scaling == "unit":
+            x = x / 255.0
+        elif self.scaling == "tf":
+            x = x / 127.5 - 1.0
+        if self.channels > 1:
+            x = ops.repeat(x, self.channels, axis=-1)
+        if self.scaling == "caffe":
+            means = ops.convert_to_tensor(CAFFE_MEANS_BGR[: self.channels], dtype="float32")
+            x = x - ops.reshape(means, (1, 1, 1, self.channels))
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.image_size, self.image_size, self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_size=self.image_size, channels=self.channels, scaling=self.scaling)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Augment(keras.layers.Layer):
+    """Chest-X-ray-safe augmentation, in the compiled graph, active only when training.
+
+    One affine resample per image (rotation, shift and zoom composed into a single
+    transform) plus brightness and contrast jitter, in the 0..255 pixel range. No horizontal
+    flip unless asked (laterality matters: the heart is on the left).
+    """
+
+    def __init__(
+        self,
+        rotation: float = 10.0,  # degrees, +-
+        shift: float = 0.05,  # fraction of the side, +-
+        zoom: float = 0.1,  # fraction, scale in [1 - zoom, 1 + zoom]
+        brightness: float = 0.1,  # fraction of 255, +-
+        contrast: float = 0.1,  # factor in [1 - contrast, 1 + contrast]
+        flip: bool = False,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.rotation = float(rotation)
+        self.shift = float(shift)
+        self.zoom = float(zoom)
+        self.brightness = float(brightness)
+        self.contrast = float(contrast)
+        self.flip = bool(flip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, batch, bound):
+        return keras.random.uniform((batch,), -bound, bound, seed=self.seed_generator)
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, "float32")
+        if not training:
+            return x
+        batch = ops.shape(x)[0]
+        height, width = x.shape[1], x.shape[2]
+        if self.rotation or self.shift or self.zoom or self.flip:
+            angle = self._uniform(batch, math.radians(self.rotation))
+            scale = 1.0 + self._uniform(batch, self.zoom)
+            tx = self._uniform(batch, self.shift * width)
+            ty = self._uniform(batch, self.shift * height)
+            cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+            sign = ops.ones((batch,))
+            if self.flip:
+                coin = keras.random.uniform((batch,), seed=self.seed_generator)
+                sign = ops.where(coin < 0.5, -1.0, 1.0)
+            cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+            # output (x, y) -> input (a0 x + a1 y + a2, b0 x + b1 y + b2), about the centre
+            a0, a1 = cos * sign, -sin
+            b0, b1 = sin * sign, cos
+            a2 = cx - a0 * cx - a1 * cy - tx
+            b2 = cy - b0 * cx - b1 * cy - ty
+            zeros = ops.zeros((batch,))
+            transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+            x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="nearest")
+        if self.brightness:
+            x = x + ops.reshape(self._uniform(batch, self.brightness * 255.0), (-1, 1, 1, 1))
+        if self.contrast:
+            factor = 1.0 + ops.reshape(self._uniform(batch, self.contrast), (-1, 1, 1, 1))
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            x = (x - mean) * factor + mean
+        if self.brightness or self.contrast:
+            x = ops.clip(x, 0.0, 255.0)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            rotation=self.rotation,
+            shift=self.shift,
+            zoom=self.zoom,
+            brightness=self.brightness,
+            contrast=self.contrast,
+            flip=self.flip,
+            seed=self.seed,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position embedding to a (batch, tokens, dim) sequence."""
+
+    def __init__(self, num_tokens: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tokens = int(num_tokens)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(1, self.num_tokens, self.dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.embedding, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_tokens=self.num_tokens, dim=self.dim)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ModelInfoLayer(keras.layers.Layer):
+    """Identity on the model's output; its config carries cxrtool's metadata as a JSON string.
+
+    Keeping the metadata in a layer config means it lives in ``config.json`` inside the
+    ``.keras`` zip, survives safe-mode loading and any re-save by Keras itself, and can be
+    read without building the model (:func:`cxrtool.artifact.read_info`).
+    """
+
+    def __init__(self, info: str = "{}", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.info = info if isinstance(info, str) else json.dumps(info)
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["info"] = self.info
+        return config
+
+
+CUSTOM_OBJECTS = {
+    "Preprocess": Preprocess,
+    "Augment": Augment,
+    "PositionEmbedding": PositionEmbedding,
+    "ModelInfoLayer": ModelInfoLayer,
+}
