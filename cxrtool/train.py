@@ -124,6 +124,7 @@ class TrainResult:
     log_csv: Path | None = None
     curves_png: Path | None = None
     counts: dict = field(default_factory=dict)
+    model: Any = None  # the trained keras.Model (best-val weights), as saved
 
 
 # --------------------------------------------------------------------------------------
@@ -535,7 +536,7 @@ def train(
         return TrainResult(
             model_path=model_path, info=info, history=history, best_epoch=best_epoch, best=best_row,
             epochs_run=int(state["epoch"]), stopped_early=bool(state.get("stopped_early")), seconds=seconds,
-            log_csv=log_csv, curves_png=curves, counts=info.training["counts"],
+            log_csv=log_csv, curves_png=curves, counts=info.training["counts"], model=model,
         )
     finally:
         keras.config.set_dtype_policy(previous_policy)

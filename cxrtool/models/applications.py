@@ -27,6 +27,8 @@ CONSTRUCTORS = {
 def build_backbone(spec, x, size: int, weights: str):
     """Build ``spec``'s backbone on tensor ``x``; returns (feature tensor, backbone layer names)."""
     ctor = CONSTRUCTORS[spec.name]
+    # load pretrained weights first: an offline ImageNet fetch or a bad file fails before any building
+    source = standalone_backbone(spec.name, size, weights) if weights != "none" else None
     before = {id(t) for t in _all_layers_upstream(x)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -35,14 +37,13 @@ def build_backbone(spec, x, size: int, weights: str):
     names = tuple(layer.name for layer in graph.layers if id(layer) not in before)
     if features.name != spec.gradcam_layer and graph.layers[-1].name != spec.gradcam_layer:
         raise RuntimeError(f"{spec.name}: expected last backbone layer {spec.gradcam_layer}, got {graph.layers[-1].name}")
-    if weights != "none":
-        load_backbone_weights(spec, graph, size, weights)
+    if source is not None:
+        copy_backbone_weights(spec, source, graph)
     return features, names
 
 
-def load_backbone_weights(spec, graph, size: int, weights: str) -> None:
-    """Load ``weights`` ("imagenet" or a file Keras accepts for this backbone) into ``graph``."""
-    source = standalone_backbone(spec.name, size, weights)
+def copy_backbone_weights(spec, source, graph) -> None:
+    """Copy the weights of a standalone backbone into the flat graph, layer by layer in order."""
     src_layers = [layer for layer in source.layers if layer.weights]
     dst_layers = [layer for layer in graph.layers if layer.weights]
     if len(src_layers) != len(dst_layers):
