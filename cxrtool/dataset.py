@@ -47,7 +47,7 @@ class BuildOptions:
     even_sources: bool = False
     hash_name: str = "phash"
     hash_size: int = 16
-    radius: int | None = None  # None: 3/32 of the hash bits (24 of 256)
+    radius: int | None = None  # None: 1/8 of the hash bits (32 of 256)
     thresholds: Thresholds = field(default_factory=Thresholds)
     label_map: Path | None = None
     labels_csv: dict[str, Path] = field(default_factory=dict)
@@ -55,7 +55,7 @@ class BuildOptions:
 
     def hash_radius(self) -> int:
         bits = self.hash_size * self.hash_size
-        return self.radius if self.radius is not None else max(0, round(bits * 3 / 32))
+        return self.radius if self.radius is not None else bits // 8
 
 
 @dataclass

@@ -7,6 +7,7 @@ class so every one is a CLI option and is written into the report.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,4 +85,4 @@ def problems(q: Quality, width: int, height: int, t: Thresholds) -> list[str]:
 def reason_key(reason: str) -> str:
     """A stable short key for grouping reasons in reports ("too small (..)" -> "too-small")."""
     head = reason.split(" (")[0]
-    return head.replace(" / ", "-").replace(" ", "-")
+    return re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-")

@@ -62,7 +62,7 @@ def build_dataset(
     even_sources: Annotated[bool, typer.Option("--even-sources", help="Draw evenly across sources within a class.")] = False,
     hash_name: Annotated[str, typer.Option("--hash", help="Perceptual hash: phash, dhash, ahash, whash.")] = "phash",
     hash_size: Annotated[int, typer.Option(help="Hash side (bits = side^2). 16 separates look-alike X-rays; 8 does not.")] = 16,
-    radius: Annotated[Optional[int], typer.Option(help="Near-duplicate Hamming radius in bits (default 3/32 of the bits: 24 of 256).")] = None,
+    radius: Annotated[Optional[int], typer.Option(help="Near-duplicate Hamming radius in bits (default: 1/8 of the bits, 32 of 256).")] = None,
     min_size: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).")] = 64,
     min_mean: Annotated[float, typer.Option(help="Under-exposed below this mean brightness (0-1).")] = 0.12,
     max_mean: Annotated[float, typer.Option(help="Over-exposed above this mean brightness (0-1).")] = 0.84,
