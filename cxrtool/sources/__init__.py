@@ -40,24 +40,28 @@ def detect_adapter(root: Path) -> type[SourceAdapter] | None:
     return None
 
 
-def _is_single_source(root: Path) -> bool:
-    """A folder is one source when an adapter knows it, or its own sub-folders are classes/splits."""
+def _is_single_source(root: Path, label_map: LabelMap | None = None) -> bool:
+    """A folder is one source when an adapter knows it, or its own sub-folders are classes/splits
+    (including folder names the user's label map names)."""
     if detect_adapter(root) is not None:
         return True
+    mapped = label_map.mapping if label_map is not None else {}
     for child in child_dirs(root):
         key = normalise(child.name)
-        if key in CLASS_ALIASES or key in SPLIT_FOLDERS or key in EXCLUDED_FOLDERS:
+        if key in CLASS_ALIASES or key in SPLIT_FOLDERS or key in EXCLUDED_FOLDERS or key in mapped:
             return True
     return not child_dirs(root)
 
 
-def discover_sources(srcs: list[Path]) -> list[tuple[str, Path, type[SourceAdapter]]]:
+def discover_sources(
+    srcs: list[Path], label_map: LabelMap | None = None
+) -> list[tuple[str, Path, type[SourceAdapter]]]:
     """(name, root, adapter) for every source under the given SRC folders, names made unique."""
     found: list[tuple[str, Path, type[SourceAdapter]]] = []
     for src in srcs:
         if not src.is_dir():
             raise UsageError(f"{src}: source folder not found")
-        roots = [src] if _is_single_source(src) else child_dirs(src)
+        roots = [src] if _is_single_source(src, label_map) else child_dirs(src)
         for root in roots:
             found.append((root.name, root, detect_adapter(root) or SourceAdapter))
     names: dict[str, int] = {}
@@ -74,7 +78,7 @@ def scan_sources(
     """Discover and scan every source; ``labels_csv`` maps a source name to a ``file,label[,patient]`` CSV."""
     labels_csv = dict(labels_csv or {})
     scans = []
-    for name, root, adapter_cls in discover_sources(srcs):
+    for name, root, adapter_cls in discover_sources(srcs, label_map):
         csv_path = labels_csv.pop(name, None) or labels_csv.pop(str(root), None)
         if csv_path is not None:
             adapter: SourceAdapter = CsvLabels(label_map, csv_path=Path(csv_path))

@@ -1,0 +1,669 @@
+"""build-dataset end to end: synthetic source trees with planted problems (ground truth in
+:class:`cxrtool.synthetic.SyntheticTree`) through the library and the CLI, plus one build
+of the real sources in ../shared/data/sources (skipped when absent)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtool.cli import main
+from cxrtool.dataset import EXCLUDED_COLUMNS, BuildOptions, build_dataset
+from cxrtool.errors import UsageError
+from cxrtool.hamming import hamming_pairs, pack_hashes
+from cxrtool.manifest import COLUMNS, SPLITS
+from cxrtool.quality import Thresholds, reason_key
+from cxrtool.synthetic import SOURCE_DIRS, SyntheticTree, write_class_folders, write_source_tree
+
+REAL_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sources"
+DUP_REASONS = ("exact duplicate", "near duplicate")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def key(row: dict[str, str]) -> str:
+    return f"{row['source']}/{row['source_file']}"
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root -> (mtime_ns, size, sha256)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def brute_force_pairs(hex_hashes: list[str], radius: int, chunk: int = 256) -> set[tuple[int, int]]:
+    """All (i, j), i < j, whose hashes differ in at most ``radius`` bits: XOR + popcount in numpy."""
+    raw = np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_hashes), np.uint8).reshape(len(hex_hashes), -1)
+    words = raw.view(np.uint64) if raw.shape[1] % 8 == 0 else raw
+    found: set[tuple[int, int]] = set()
+    n = len(words)
+    for start in range(0, n, chunk):
+        block = words[start : start + chunk]
+        dist = np.bitwise_count(block[:, None, :] ^ words[None, :, :]).sum(axis=2, dtype=np.int32)
+        rows, cols = np.nonzero(dist <= radius)
+        rows = rows + start
+        keep = cols > rows
+        found.update(zip(rows[keep].tolist(), cols[keep].tolist()))
+    return found
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def live_before_balance(result) -> list:
+    return [c for c in result.candidates if c.reason in ("", "balanced out")]
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> SyntheticTree:
+    return write_source_tree(tmp_path_factory.mktemp("tree") / "src")
+
+
+@pytest.fixture(scope="module")
+def before(tree) -> dict:
+    return snapshot(tree.root)
+
+
+@pytest.fixture(scope="module")
+def built(tree, before, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "dataset"
+    result = build_dataset([tree.root], out, BuildOptions(workers=2, figures=False))
+    manifest = read_csv(out / "manifest.csv")
+    excluded = read_csv(out / "excluded.csv")
+    return result, out, manifest, excluded
+
+
+@pytest.fixture(scope="module")
+def generic(tmp_path_factory) -> Path:
+    """A clean generic source: covid/pneumonia/normal folders, 40 distinct phantoms each."""
+    root = tmp_path_factory.mktemp("generic") / "gen"
+    write_class_folders(root, 40, size=64, seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("small") / "small"
+    write_class_folders(root, {"covid": 6, "normal": 6}, size=64, seed=11)
+    return root
+
+
+# ---------------------------------------------------------------- synthetic tree: recognition and exclusions
+
+
+def test_four_public_layouts_recognised(built):
+    result = built[0]
+    kinds = {s["name"]: s["kind"] for s in result.report["sources"]}
+    assert kinds == {
+        SOURCE_DIRS["radiography"]: "covid19-radiography",
+        SOURCE_DIRS["chest_xray"]: "chest-xray-pneumonia",
+        SOURCE_DIRS["covid15k"]: "covid19-15k",
+        SOURCE_DIRS["cpn"]: "covid-pneumonia-normal",
+    }
+    assert "__MACOSX" not in kinds
+
+
+def test_outputs_layout_manifest_columns(built):
+    result, out, manifest, excluded = built
+    with (out / "manifest.csv").open(encoding="utf-8") as fh:
+        assert tuple(next(csv.reader(fh))) == COLUMNS
+    with (out / "excluded.csv").open(encoding="utf-8") as fh:
+        assert tuple(next(csv.reader(fh))) == EXCLUDED_COLUMNS
+    assert manifest and len(manifest) == result.report["total_kept"]
+    images = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parent != out}
+    assert images == {r["file"] for r in manifest}
+    for r in manifest:
+        split, label, _ = r["file"].split("/")
+        assert (split, label) == (r["split"], r["label"]) and split in SPLITS
+        data = (out / r["file"]).read_bytes()  # copy mode: the source's bytes
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+        assert (result.scans[0].root.parent / key(r)).read_bytes() == data
+    for name in ("report.json", "report.md", "excluded.csv"):
+        assert (out / name).is_file()
+    assert json.loads((out / "report.json").read_text())["total_kept"] == len(manifest)
+    assert not any((out / f).exists() for f in ("samples.png", "excluded.png", "exposure.png"))  # figures off
+    assert [p.name for p in out.parent.iterdir()] == ["dataset"]  # no temp folder left
+
+
+def test_every_file_is_kept_excluded_or_junk(built, tree):
+    _, _, manifest, excluded = built
+    kept, dropped = {key(r) for r in manifest}, {key(r) for r in excluded}
+    assert not kept & dropped
+    assert all(r["reason"] for r in excluded)
+    assert kept | dropped == set(tree.files) - set(tree.junk)
+
+
+def test_masks_and_lung_opacity_excluded_and_reported(built, tree):
+    result, _, manifest, excluded = built
+    by_key = {key(r): r for r in excluded}
+    assert tree.masks
+    for rel in tree.masks:
+        assert by_key[rel]["reason"] == "no label" and "mask" in by_key[rel]["detail"]
+    opacity = [rel for rel in tree.files if "Lung_Opacity" in rel]
+    assert opacity
+    for rel in opacity:
+        assert by_key[rel]["reason"] == "no label" and "Lung_Opacity" in by_key[rel]["detail"]
+    unlabelled = result.report["unlabelled_by_reason"]
+    assert sum(v for k, v in unlabelled.items() if "mask" in k) == len(tree.masks)
+    assert sum(v for k, v in unlabelled.items() if "Lung_Opacity" in k) == len(opacity)
+    assert not any("masks/" in r["file"] or "Lung_Opacity" in r["source_file"] for r in manifest)
+
+
+def test_junk_skipped_and_counted(built, tree):
+    result, _, manifest, excluded = built
+    listed = {key(r) for r in manifest} | {key(r) for r in excluded}
+    assert not listed & set(tree.junk)
+    # junk inside the sources is counted per source; the root-level __MACOSX folder is not a source
+    inside = [j for j in tree.junk if j.split("/")[0] in SOURCE_DIRS.values()]
+    assert result.report["junk_skipped"] == len(inside) > 0
+    assert "junk (not images)" in (built[1] / "report.md").read_text()
+
+
+def test_corrupt_files_excluded_with_reason(built, tree):
+    result, _, _, excluded = built
+    by_key = {key(r): r for r in excluded}
+    for rel in tree.corrupt:
+        assert by_key[rel]["reason"].startswith("unreadable: "), by_key[rel]
+        assert by_key[rel]["detail"]
+    reasons = result.report["excluded_by_reason"]
+    assert sum(v for k, v in reasons.items() if k.startswith("unreadable")) == len(tree.corrupt)
+    assert {reason_key(f"unreadable: {k}") for k in ("corrupt", "empty", "not-an-image")} <= set(reasons)
+
+
+def test_exposure_and_size_filters(built, tree):
+    result, _, manifest, excluded = built
+    by_key = {key(r): r for r in excluded}
+    expected = {"over-exposed": tree.over_exposed, "under-exposed": tree.under_exposed,
+                "low contrast / near blank": tree.low_contrast}
+    for reason, rels in expected.items():
+        assert rels
+        for rel in rels:
+            assert by_key[rel]["reason"] == reason, (rel, by_key[rel])
+    for rel in tree.tiny:
+        assert by_key[rel]["reason"].startswith("too small")
+    reasons = result.report["excluded_by_reason"]
+    assert reasons[reason_key("over-exposed")] == len(tree.over_exposed)
+    assert reasons[reason_key("under-exposed")] == len(tree.under_exposed)
+    assert reasons[reason_key("low contrast / near blank")] == len(tree.low_contrast)
+    assert reasons[reason_key("too small (24x24 < 64 px)")] == len(tree.tiny)
+    t = Thresholds()
+    for r in manifest:  # nothing kept violates a threshold
+        assert min(int(r["width"]), int(r["height"])) >= t.min_size
+        assert t.min_mean <= float(r["mean"]) <= t.max_mean
+        assert float(r["dark_frac"]) <= t.max_dark_frac and float(r["bright_frac"]) <= t.max_bright_frac
+        assert float(r["contrast"]) >= t.min_contrast and float(r["entropy"]) >= t.min_entropy
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def _content_clusters(tree: SyntheticTree) -> dict[str, list[str]]:
+    """Planted picture id -> files showing it, among images that pass quality control."""
+    bad = set(tree.bad_exposure) | set(tree.tiny)
+    clusters: dict[str, list[str]] = defaultdict(list)
+    for rel in tree.images():
+        if rel not in bad:
+            clusters[tree.content[rel]].append(rel)
+    return clusters
+
+
+def _shifted(tree: SyntheticTree, members: list[str]) -> bool:
+    return any("shifted" in tree.transforms.get(m, "") for m in members)
+
+
+def _distance(a: str, b: str) -> int:
+    return int(np.bitwise_count(np.frombuffer(bytes.fromhex(a), np.uint8) ^ np.frombuffer(bytes.fromhex(b), np.uint8)).sum())
+
+
+def test_planted_duplicates_one_kept_per_cluster(built, tree):
+    """Exact and near copies within and across sources: one file kept per planted picture
+    (label-conflict pictures: none), and no distinct pictures merged. Copies shifted by 2-3 px
+    of these ~100 px phantoms may lie beyond the default radius (see the xfail test below):
+    then both files are kept and their hash distance must really exceed the radius."""
+    result, _, manifest, excluded = built
+    kept = {key(r) for r in manifest}
+    phash = {key(r): r["phash"] for r in manifest}
+    by_key = {key(r): r for r in excluded}
+    radius = result.report["options"]["radius"]
+    clusters = _content_clusters(tree)
+    assert sum(len(m) > 1 for m in clusters.values()) >= 8
+    missed_shifted = 0
+    for cid, members in clusters.items():
+        labels = {tree.labels[m] for m in members}
+        kept_members = [m for m in members if m in kept]
+        if len(labels) > 1:
+            assert kept_members == []
+            assert all(by_key[m]["reason"] == "label conflict" for m in members)
+        elif len(kept_members) > 1 and _shifted(tree, members):
+            missed_shifted += len(kept_members) - 1
+            for i, a in enumerate(kept_members):
+                for b in kept_members[i + 1 :]:
+                    assert _distance(phash[a], phash[b]) > radius, (a, b)
+        else:
+            assert len(kept_members) == 1, (cid, members, kept_members)
+    n_conflict = sum(1 for m in clusters.values() if len({tree.labels[x] for x in m}) > 1)
+    assert len(kept) == len(clusters) - n_conflict + missed_shifted  # no distinct pictures merged
+    for orig, copy in tree.exact_duplicates:
+        if tree.labels[orig] == tree.labels[copy]:
+            dropped = copy if copy not in kept else orig
+            assert by_key[dropped]["reason"] == "exact duplicate"
+    for orig, copy in tree.near_duplicates:
+        if tree.labels[orig] == tree.labels[copy] and "shifted" not in tree.transforms[copy]:
+            assert not (orig in kept and copy in kept), (orig, copy, tree.transforms[copy])
+    for r in excluded:
+        if r["reason"] in DUP_REASONS:
+            assert r["duplicate_of"] in kept and r["distance"] != ""
+
+
+@pytest.mark.xfail(reason="a copy shifted by 2-3 px of a ~100 px phantom is ~40-42 of 256 pHash bits away (measured), beyond the default radius")
+def test_shifted_copies_caught_at_default_radius(built, tree):
+    kept = {key(r) for r in built[2]}
+    for members in _content_clusters(tree).values():
+        if len({tree.labels[m] for m in members}) == 1 and _shifted(tree, members):
+            assert sum(m in kept for m in members) == 1, members
+
+
+def test_cross_source_duplicates_caught(built, tree):
+    result, _, manifest, excluded = built
+    kept = {key(r) for r in manifest}
+    by_key = {key(r): r for r in excluded}
+    assert tree.cross_source_duplicates
+    cross_dropped = 0
+    for orig, copy in tree.cross_source_duplicates:
+        if "shifted" not in tree.transforms.get(copy, ""):
+            assert not (orig in kept and copy in kept), (orig, copy)
+        for rel in (orig, copy):
+            r = by_key.get(rel)
+            if r and r["reason"] in DUP_REASONS and r["duplicate_of"].split("/")[0] != r["source"]:
+                cross_dropped += 1
+    shifted = sum("shifted" in tree.transforms.get(c, "") for _, c in tree.cross_source_duplicates)
+    assert cross_dropped >= len(tree.cross_source_duplicates) - len(tree.label_conflicts) - shifted > 0
+    assert result.report["duplicates"]["pairs_across_sources"] >= cross_dropped
+
+
+def test_label_conflicts_dropped_whole_and_reported(built, tree):
+    result, _, manifest, excluded = built
+    kept = {key(r) for r in manifest}
+    by_key = {key(r): r for r in excluded}
+    conflicts = result.report["duplicates"]["label_conflicts"]
+    assert tree.label_conflicts and len(conflicts) == len(tree.label_conflicts)
+    reported = [set(c["members"]) for c in conflicts]
+    for orig, copy in tree.label_conflicts:
+        assert any({orig, copy} <= members for members in reported)
+        for rel in (orig, copy):
+            assert rel not in kept and by_key[rel]["reason"] == "label conflict"
+            assert tree.labels[orig] in by_key[rel]["detail"] and tree.labels[copy] in by_key[rel]["detail"]
+    md = (built[1] / "report.md").read_text()
+    assert "label conflicts (clusters dropped whole): 2" in md
+
+
+def test_representative_best_resolution_then_stable_order(built, tree):
+    _, _, manifest, excluded = built
+    src = tree.root
+    size = {}
+    for r in manifest + [r for r in excluded if r["reason"] in DUP_REASONS]:
+        with Image.open(src / key(r)) as im:
+            size[key(r)] = im.size[0] * im.size[1]
+    checked = 0
+    for r in excluded:
+        if r["reason"] in DUP_REASONS:
+            rep, me = r["duplicate_of"], key(r)
+            assert size[rep] >= size[me]
+            if size[rep] == size[me]:
+                assert rep < me  # ties: first in (source, path) order
+            checked += 1
+    assert checked >= 8
+    # the rule on the ground truth: wherever exactly one of a planted pair is kept, it is the larger one
+    kept = {key(r) for r in manifest}
+    decided = 0
+    for orig, copy in tree.exact_duplicates + tree.near_duplicates:
+        if (orig in kept) != (copy in kept):
+            sizes = {}
+            for rel in (orig, copy):
+                with Image.open(src / rel) as im:
+                    sizes[rel] = im.size[0] * im.size[1]
+            winner = orig if orig in kept else copy
+            assert sizes[winner] == max(sizes.values()), (orig, copy, sizes)
+            decided += 1
+    assert decided >= 6
+
+
+# ---------------------------------------------------------------- split and leak check
+
+
+def test_patients_never_cross_splits(built, tree):
+    _, _, manifest, _ = built
+    cx = [r for r in manifest if r["source"] == SOURCE_DIRS["chest_xray"]]
+    assert cx
+    for r in cx:
+        assert r["patient"] == tree.patients[key(r)]
+    splits: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in manifest:
+        if r["patient"]:
+            splits[(r["source"], r["patient"])].add(r["split"])
+    assert all(len(s) == 1 for s in splits.values())
+    assert tree.leaked_patients  # the source itself puts these patients in two of its splits
+    leaked_kept = [k for k in splits if k[1] in tree.leaked_patients]
+    assert leaked_kept
+    groups: dict[str, set[str]] = defaultdict(set)
+    for r in manifest:
+        groups[r["group"]].add(r["split"])
+    assert all(len(s) == 1 for s in groups.values())
+
+
+def test_leak_check_zero_and_recomputed(built):
+    result, _, manifest, _ = built
+    leak = result.report["leak_check"]
+    assert leak == {"near_duplicate_pairs_across_splits": 0, "patients_across_splits": 0,
+                    "groups_across_splits": 0, "identical_files_kept_twice": 0}
+    radius = result.report["options"]["radius"]
+    assert radius == BuildOptions().hash_radius() and result.report["options"]["hash_size"] == 16
+    hashes = [r["phash"] for r in manifest]
+    pairs = brute_force_pairs(hashes, radius)
+    fast, _ = hamming_pairs(pack_hashes(hashes), radius)
+    assert {tuple(p) for p in fast.tolist()} == pairs
+    assert all(manifest[i]["split"] == manifest[j]["split"] for i, j in pairs)
+    assert "near-duplicate pairs across splits: 0" in (built[1] / "report.md").read_text()
+
+
+def test_deterministic_manifest(built, tree, tmp_path):
+    _, out, _, _ = built
+    again = tmp_path / "again"
+    build_dataset([tree.root], again, BuildOptions(workers=1, figures=False))  # other worker count too
+    assert (again / "manifest.csv").read_bytes() == (out / "manifest.csv").read_bytes()
+    assert (again / "excluded.csv").read_bytes() == (out / "excluded.csv").read_bytes()
+
+
+def test_split_fractions_roughly_right(generic, tmp_path):
+    result = build_dataset([generic], tmp_path / "out", BuildOptions(workers=2, dry_run=True, split=(0.6, 0.2, 0.2)))
+    kept = result.kept
+    assert len(kept) >= 110  # 120 distinct phantoms, at most a few look-alikes merged
+    for label in ("covid", "pneumonia", "normal"):
+        n = sum(c.item.label == label for c in kept)
+        for split, frac in zip(SPLITS, (0.6, 0.2, 0.2)):
+            got = sum(c.item.label == label and c.split == split for c in kept)
+            assert abs(got - frac * n) <= 2, (label, split, got, n)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- balancing
+
+
+def test_cli_per_class_downsamples_reports_short_classes_and_figures(built, tree, tmp_path, capsys):
+    natural = {c: sum(v[c] for v in built[0].report["counts_after"].values()) for c in ("covid", "pneumonia", "normal")}
+    target = max(natural.values()) - 5
+    out = tmp_path / "pc"
+    code = main(["build-dataset", str(tree.root), str(out), "--workers", "2", "--per-class", str(target), "--seed", "3"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip().splitlines()[-1] == str(out)
+    manifest = read_csv(out / "manifest.csv")
+    counts = Counter(r["label"] for r in manifest)
+    short = {c: n for c, n in natural.items() if n < target}
+    assert short  # the synthetic tree has uneven classes
+    for label, n in natural.items():
+        assert counts[label] == min(n, target)  # never up-sampled
+    report = json.loads((out / "report.json").read_text())
+    assert report["balance"]["classes_below_target"] == short
+    assert any("fewer than --per-class" in w for w in report["warnings"])
+    balanced_out = Counter(r["label"] for r in read_csv(out / "excluded.csv") if r["reason"] == "balanced out")
+    assert dict(balanced_out) == {c: n - target for c, n in natural.items() if n > target}
+    for name in ("samples.png", "excluded.png", "exposure.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+    assert "samples.png" in (out / "report.md").read_text()
+
+
+def test_even_sources(generic, small, tmp_path):
+    common = dict(workers=1, dry_run=True, per_class=12, figures=False)
+    plain = build_dataset([generic, small], tmp_path / "a", BuildOptions(**common))
+    even = build_dataset([generic, small], tmp_path / "b", BuildOptions(**common, even_sources=True))
+    for label in ("covid", "normal"):
+        avail = Counter(c.item.source for c in live_before_balance(even) if c.item.label == label)
+        got = Counter(c.item.source for c in even.kept if c.item.label == label)
+        assert sum(got.values()) == 12
+        assert got["small"] == min(avail["small"], 6)
+        assert got["gen"] == 12 - got["small"]
+        assert Counter(c.item.source for c in plain.kept if c.item.label == label)["small"] < got["small"]
+    assert sum(c.item.label == "pneumonia" for c in even.kept) == 12  # only gen has pneumonia
+
+
+# ---------------------------------------------------------------- generic folders, label map, labels CSV
+
+
+def _copy_class(generic: Path, label: str, dest: Path, n: int) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for p in sorted((generic / label).iterdir())[:n]:
+        (dest / p.name).write_bytes(p.read_bytes())
+        names.append(p.name)
+    return names
+
+
+def test_generic_alias_folders(generic, tmp_path):
+    src = tmp_path / "aliases"
+    _copy_class(generic, "covid", src / "train" / "COVID-19", 4)
+    _copy_class(generic, "pneumonia", src / "train" / "Viral Pneumonia", 4)
+    _copy_class(generic, "normal", src / "test" / "No Finding", 4)
+    _copy_class(generic, "normal", src / "Lung Opacity", 2)
+    _copy_class(generic, "covid", src / "Other", 2)
+    result = build_dataset([src], tmp_path / "out", BuildOptions(workers=1, dry_run=True))
+    assert [s.kind for s in result.scans] == ["generic"]
+    labels = Counter(c.item.label for c in result.candidates)
+    assert labels == {"covid": 4, "pneumonia": 4, "normal": 4}
+    reasons = Counter(i.reason for i in result.scans[0].items if i.label is None)
+    assert reasons["Lung_Opacity is not one of the three classes"] == 2
+    assert sum(v for k, v in reasons.items() if "unknown folder 'Other'" in k) == 2
+
+
+def test_label_map_json_and_csv(generic, tmp_path, capsys):
+    src = tmp_path / "odd"
+    _copy_class(generic, "covid", src / "Corona", 4)
+    _copy_class(generic, "normal", src / "Clear", 4)
+    _copy_class(generic, "pneumonia", src / "Scrap", 3)
+    with pytest.raises(UsageError, match="no labelled images"):
+        build_dataset([src], tmp_path / "x", BuildOptions(workers=1, dry_run=True))
+    jmap = tmp_path / "map.json"
+    jmap.write_text(json.dumps({"Corona": "covid", "clear": "normal", "Scrap": "exclude"}))
+    result = build_dataset([src], tmp_path / "x", BuildOptions(workers=1, dry_run=True, label_map=jmap))
+    assert Counter(c.item.label for c in result.candidates) == {"covid": 4, "normal": 4}
+    assert all("label map" in i.reason for i in result.scans[0].items if i.label is None)
+    cmap = tmp_path / "map.csv"
+    cmap.write_text("folder,label\nCorona,covid\nClear,normal\nScrap,pneumonia\n")
+    out = tmp_path / "viacli"
+    assert main(["build-dataset", str(src), str(out), "--workers", "1", "--no-figures", "--label-map", str(cmap)]) == 0
+    assert Counter(r["label"] for r in read_csv(out / "manifest.csv")) == {"covid": 4, "normal": 4, "pneumonia": 3}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"Corona": "flu"}))
+    capsys.readouterr()
+    assert main(["build-dataset", str(src), str(tmp_path / "y"), "--label-map", str(bad)]) == 2
+    assert "flu" in one_error_line(capsys.readouterr().err)
+
+
+def test_labels_csv_per_source(generic, tmp_path, capsys):
+    src = tmp_path / "flat"
+    names = _copy_class(generic, "covid", src, 3) + _copy_class(generic, "normal", src, 3)
+    labels = tmp_path / "labels.csv"
+    rows = ["file,label,patient"]
+    rows += [f"{n},COVID-19,p{i}" for i, n in enumerate(names[:3])]
+    rows += [f"{n},normal,p{i + 3}" for i, n in enumerate(names[3:5])]  # names[5] not listed
+    labels.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    code = main(["build-dataset", str(src), str(out), "--workers", "1", "--no-figures", "--labels-csv", f"flat={labels}"])
+    assert code == 0, capsys.readouterr().err
+    manifest = read_csv(out / "manifest.csv")
+    assert Counter(r["label"] for r in manifest) == {"covid": 3, "normal": 2}
+    assert {r["patient"] for r in manifest} == {f"p{i}" for i in range(5)}
+    excluded = {r["source_file"]: r for r in read_csv(out / "excluded.csv")}
+    assert excluded[names[5]]["reason"] == "no label" and "not listed" in excluded[names[5]]["detail"]
+    capsys.readouterr()
+    assert main(["build-dataset", str(src), str(tmp_path / "o2"), "--labels-csv", f"nosuch={labels}"]) == 2
+    assert "nosuch" in one_error_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- refusals, dry run, atomicity, modes
+
+
+def test_refusals_exit_2_with_one_error_line(small, generic, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["build-dataset", str(small), str(small / "out")]) == 2
+    assert "inside the source" in one_error_line(capsys.readouterr().err)
+    assert not (small / "out").exists()
+
+    outer = tmp_path / "outer"
+    inner = outer / "src"
+    _copy_class(generic, "covid", inner / "covid", 2)
+    assert main(["build-dataset", str(inner), str(outer)]) == 2
+    assert "inside the output" in one_error_line(capsys.readouterr().err)
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("precious")
+    assert main(["build-dataset", str(small), str(full)]) == 2
+    assert "--overwrite" in one_error_line(capsys.readouterr().err)
+    assert (full / "keep.txt").read_text() == "precious"
+
+    assert main(["build-dataset", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
+    assert "not found" in one_error_line(capsys.readouterr().err)
+    assert main(["build-dataset", str(small), str(tmp_path / "o"), "--per-class", "0"]) == 2
+    one_error_line(capsys.readouterr().err)
+
+    assert main(["build-dataset", str(small), str(full), "--overwrite", "--workers", "1", "--no-figures"]) == 0
+    assert (full / "manifest.csv").is_file() and not (full / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "outer"]
+
+
+def test_dry_run_writes_nothing_and_thresholds_are_options(tree, tmp_path, capsys):
+    out = tmp_path / "dry"
+    code = main(["build-dataset", str(tree.root), str(out), "--dry-run", "--json", "--workers", "2",
+                 "--min-size", "16", "--max-mean", "1", "--max-bright", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    report = json.loads(captured.out)
+    assert report["options"]["dry_run"] is True
+    assert report["thresholds"]["min_size"] == 16 and report["thresholds"]["max_mean"] == 1.0
+    assert reason_key("too small (1x1 < 16 px)") not in report["excluded_by_reason"]  # 24 px phantoms now pass
+    assert reason_key("over-exposed") not in report["excluded_by_reason"]
+
+
+def test_interrupted_write_leaves_no_dataset(small, tmp_path, monkeypatch):
+    import cxrtool.report
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(cxrtool.report, "write_reports", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_dataset([small], out, BuildOptions(workers=1))
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no stray .out.partial-* folder
+
+    monkeypatch.undo()
+    build_dataset([small], out, BuildOptions(workers=1, figures=False))
+    first = (out / "manifest.csv").read_bytes()
+    monkeypatch.setattr(cxrtool.report, "write_reports", boom)
+    with pytest.raises(RuntimeError):
+        build_dataset([small], out, BuildOptions(workers=1, overwrite=True, seed=9))
+    assert (out / "manifest.csv").read_bytes() == first  # the old dataset is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_hardlink_and_png_modes(small, tmp_path):
+    linked = build_dataset([small], tmp_path / "hl", BuildOptions(workers=1, mode="hardlink", figures=False))
+    for c in linked.kept:
+        assert os.stat(tmp_path / "hl" / c.file).st_ino == os.stat(c.item.path).st_ino
+    pngs = build_dataset([small], tmp_path / "png", BuildOptions(workers=1, mode="png", png_size=32, figures=False))
+    for r in read_csv(tmp_path / "png" / "manifest.csv"):
+        assert r["file"].endswith(".png")
+        with Image.open(tmp_path / "png" / r["file"]) as im:
+            assert im.format == "PNG" and im.mode == "L" and max(im.size) == 32
+    assert len(pngs.kept) == len(linked.kept)
+
+
+def test_zz_sources_never_modified(tree, before):
+    """Runs after every build of this module that read the synthetic tree."""
+    assert snapshot(tree.root) == before
+
+
+# ---------------------------------------------------------------- the real sources
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    if not REAL_SOURCES.is_dir():
+        pytest.skip(f"real sources not found at {REAL_SOURCES} (only the project's dev machine has them)")
+    out = tmp_path_factory.mktemp("real") / "dataset"
+    result = build_dataset([REAL_SOURCES], out, BuildOptions(workers=2, figures=False))
+    return result, out, read_csv(out / "manifest.csv"), read_csv(out / "excluded.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_cross_source_duplicates_caught(real):
+    _, _, _, excluded = real
+    cross = [r for r in excluded if r["reason"] in DUP_REASONS and r["duplicate_of"].split("/")[0] != r["source"]]
+    assert len(cross) > 100
+    pair = Counter(frozenset((r["source"], r["duplicate_of"].split("/")[0])) for r in cross)
+    radiography_vs_pediatric = frozenset(("COVID-19_Radiography_Dataset", "chest_xray"))
+    assert pair[radiography_vs_pediatric] > 100
+    normals = [r for r in cross if frozenset((r["source"], r["duplicate_of"].split("/")[0])) == radiography_vs_pediatric]
+    assert all(r["label"] == "normal" for r in normals)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_no_near_duplicate_pair_crosses_splits(real):
+    result, _, manifest, _ = real
+    assert result.report["leak_check"]["near_duplicate_pairs_across_splits"] == 0
+    radius = result.report["options"]["radius"]
+    hashes = [r["phash"] for r in manifest]
+    fast, _ = hamming_pairs(pack_hashes(hashes), radius)
+    fast_set = {tuple(p) for p in fast.tolist()}
+    brute = brute_force_pairs(hashes, radius)
+    assert fast_set == brute
+    assert all(manifest[i]["split"] == manifest[j]["split"] for i, j in brute)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_patients_and_unlabelled_rows(real):
+    result, _, manifest, excluded = real
+    splits: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in manifest:
+        if r["patient"]:
+            splits[(r["source"], r["patient"])].add(r["split"])
+    assert sum(1 for s, _ in splits if s == "chest_xray") > 1000
+    assert all(len(s) == 1 for s in splits.values())
+    assert result.report["leak_check"]["patients_across_splits"] == 0
+    fig1 = [r for r in excluded if r["source"] == "Figure1-COVID-chestxray-dataset" and r["reason"] == "no label"]
+    assert len(fig1) == 15 and all("unlabelled" in r["detail"] for r in fig1)
+    kinds = {s["name"]: s["kind"] for s in result.report["sources"]}
+    assert kinds == {"COVID-19_Radiography_Dataset": "covid19-radiography", "chest_xray": "chest-xray-pneumonia",
+                     "Figure1-COVID-chestxray-dataset": "figure1-covid"}
