@@ -1,14 +1,89 @@
-"""`cxrtool evaluate` (placeholder until its issue lands)."""
+"""`cxrtool evaluate`: a thin wrapper over :func:`cxrtool.evaluate.evaluate`.
+
+Nothing heavy is imported at module import time; the library is imported inside the command.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from ..errors import CxrError
 from .app import app
 
+EPILOG = (
+    "[bold]Examples[/bold]\n\n"
+    "  cxrtool evaluate data/ --model resnet50                           # test split -> eval-data-test/\n\n"
+    "  cxrtool evaluate data/ -m resnet50 -m resnet152 -m mobilenetv2 -m ensemble --out results/\n\n"
+    "  cxrtool evaluate data/ -m ensemble --format json | jq .models.ensemble.metrics.accuracy\n\n"
+    "  cxrtool evaluate hospital_x/ -m ensemble                          # folder of covid/ pneumonia/ normal/\n\n"
+    "Writes OUT/metrics.json (every number, model and dataset fingerprints, versions), OUT/report.md, "
+    "OUT/predictions.csv and per model a confusion matrix, ROC curves and a reliability diagram "
+    "(plus comparison_roc.png with several models). Confidence intervals resample whole manifest "
+    "groups (duplicates/patients); the per-source breakdown shows source shortcuts. Unreadable "
+    "images are listed and excluded. Tables go to stderr; --format json|markdown prints to stdout."
+)
 
-@app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def evaluate(ctx: typer.Context) -> None:
-    """Not available yet in this version."""
-    raise CxrError("`cxrtool evaluate` is not available yet in this version")
+
+@app.command("evaluate", epilog=EPILOG)
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (manifest.csv) or a folder of class sub-folders.")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model name or .keras path; repeat for several.")],
+    split: Annotated[str, typer.Option(help="Split of a dataset: test, val or train.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: ./eval-DATASETNAME-SPLIT].")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table (stderr only), json or markdown (stdout).")] = "table",
+    models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per prediction batch.")] = 64,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: off).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap random seed.")] = 0,
+    bins: Annotated[int, typer.Option(help="Confidence bins for ECE and the reliability diagram.")] = 10,
+) -> None:
+    """Per-class metrics, ROC AUC, CIs, calibration and a per-source breakdown of one or more models."""
+    from .. import console
+    from ..errors import UsageError
+    from ..evaluate import FORMATS, markdown, render_table, to_json
+    from ..evaluate import evaluate as run_evaluation
+
+    if output_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {output_format!r})")
+    if out is None:
+        name = dataset.resolve().name or "dataset"
+        out = Path(f"eval-{name}-{split}" if (dataset / "manifest.csv").is_file() else f"eval-{name}")
+
+    with console.progress(transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(event: dict) -> None:
+            kind = event["event"]
+            if kind == "status":
+                console.info(event["message"])
+            elif kind in ("load", "predict"):
+                key = "reading images" if kind == "load" else f"predicting ({event['model']})"
+                if key not in tasks:
+                    tasks[key] = bar.add_task(key, total=event["total"])
+                bar.update(tasks[key], completed=event["done"])
+
+        doc = run_evaluation(
+            dataset, model, split=split, out=out, models_dir=models_dir, batch_size=batch_size,
+            n_boot=bootstrap, seed=seed, n_bins=bins, progress=on_event,
+        )
+    bad = doc["unreadable"]
+    if bad["count"]:
+        console.warn(f"{bad['count']} unreadable image(s) excluded from the metrics:")
+        for f in bad["files"][:20]:
+            console.warn(f"  {f['file']}: {f['kind']}: {f['reason']}")
+        if bad["count"] > 20:
+            console.warn(f"  ... and {bad['count'] - 20} more (all listed in {out / 'metrics.json'})")
+    for w in doc["warnings"]:
+        if not w.startswith(f"{bad['count']} of"):
+            console.warn(w)
+    for label, mdoc in doc["models"].items():
+        for w in mdoc["metrics"]["warnings"]:
+            console.warn(f"{label}: {w}")
+    render_table(doc)
+    console.info(f"report: {out / 'report.md'}  metrics: {out / 'metrics.json'}")
+    if output_format == "json":
+        typer.echo(to_json(doc))
+    elif output_format == "markdown":
+        typer.echo(markdown(doc))
