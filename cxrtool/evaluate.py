@@ -344,6 +344,9 @@ def compute_metrics(
         p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
         averages[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     averages["macro"]["auc"] = macro_auc
+    averages["weighted"]["auc"] = (
+        float(roc_auc_score(y, probs, multi_class="ovr", average="weighted", labels=labels)) if len(present) == k else None
+    )
     cm = confusion_matrix(y, pred, labels=labels)
     metrics = {
         "n": int(len(y)),
@@ -593,7 +596,8 @@ def write_outputs(doc: dict, out: Path, items: Sequence[Item], y: np.ndarray,
 
     out.mkdir(parents=True, exist_ok=True)
     classes = doc["dataset"]["classes"]
-    where = doc["dataset"]["path"] + (f" ({doc['dataset']['split']} split)" if doc["dataset"]["split"] else "")
+    where = (Path(doc["dataset"]["path"]).resolve().name or doc["dataset"]["path"]) + (
+        f" ({doc['dataset']['split']} split)" if doc["dataset"]["split"] else " (external folder)")
     files: dict[str, Any] = {"metrics": "metrics.json", "report": "report.md", "predictions": "predictions.csv",
                              "models": {}}
     for label, mdoc in doc["models"].items():
@@ -727,15 +731,16 @@ def markdown(doc: dict) -> str:
 
 def render_table(doc: dict) -> None:
     """The comparison and summary tables on stderr (rich)."""
+    from rich import box
     from rich.table import Table
 
     from .console import err, verbosity
 
     if verbosity() <= 0:
         return
-    t = Table(title="Per class (Table III layout)", show_lines=False)
+    t = Table(title="Per class (Table III layout)", box=box.SIMPLE_HEAD)
     for col in ("Model", "Class", "Precision", "Recall", "F1", "Support", "AUC", "Accuracy"):
-        t.add_column(col, justify="left" if col in ("Model", "Class") else "right")
+        t.add_column(col, justify="left" if col in ("Model", "Class") else "right", no_wrap=True)
     last = None
     for r in doc["comparison"]:
         first = r["model"] != last
@@ -745,9 +750,9 @@ def render_table(doc: dict) -> None:
         t.add_row(r["model"] if first else "", r["class"], _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
                   str(r["support"]), _f(r["auc"]), _f(r["accuracy"]) if first else "")
     err.print(t)
-    s = Table(title="Summary (95% group-bootstrap CIs)")
+    s = Table(title="Summary (95% group-bootstrap CIs)", box=box.SIMPLE_HEAD)
     for col in ("Model", "Accuracy [95% CI]", "Macro F1 [95% CI]", "Macro AUC", "ECE", "Images"):
-        s.add_column(col, justify="left" if col == "Model" else "right")
+        s.add_column(col, justify="left" if col == "Model" else "right", no_wrap=True)
     for label, mdoc in doc["models"].items():
         m = mdoc["metrics"]
         b = m.get("bootstrap")
