@@ -58,16 +58,17 @@ _LOOKUP_CHUNK = 1 << 23
 _DENSE_BITS = 22
 #: Largest Hamming ball (number of flip masks) a block may enumerate.
 _MAX_MASKS = 1 << 21
-#: Below this many distinct codes the planner is skipped and brute force is used.
-_BRUTE_N = 3000
+#: When brute force is predicted to take less than this (modelled seconds), "auto" skips the
+#: planner (which itself costs ~0.05-0.1 s) and brute-forces.
+_BRUTE_FAST = 0.05
 
-# Cost model constants, seconds per unit on one core (measured on the development machine;
-# only their ratios matter for the plan).
-_C_LOOKUP = 6e-9  # one (distinct key, flip mask) neighbour lookup
-_C_LOOKUP_SS = 2.5e-8  # same via searchsorted (wide keys)
-_C_CAND = 1.2e-8  # expand + verify one candidate pair
-_C_BRUTE = 1.6e-9  # one pair of the tiled brute force, per 64-bit word
-_C_BLOCK = 2.5e-7  # per code and block: key extraction, sort, bucket bookkeeping
+# Cost model constants, seconds per unit on one core, measured on the development machine
+# (2-core AMD EPYC VM, numpy 2.4); only their ratios matter for the plan.
+_C_LOOKUP = 1.0e-8  # one (element, flip mask) neighbour lookup in a dense table
+_C_LOOKUP_SS = 4.0e-8  # same via searchsorted (keys wider than _DENSE_BITS)
+_C_CAND = 2.4e-8  # expand + verify one candidate pair
+_C_BRUTE = 4.0e-9  # one pair of the tiled brute force, per 64-bit word
+_C_BLOCK = 4.7e-7  # per code and block: key extraction, sort, bucket bookkeeping
 
 _U64 = np.uint64
 _M1 = _U64(0x5555555555555555)
@@ -554,7 +555,7 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
     brute_cost = _C_BRUTE * words * npairs
     rmax = radius + 1  # budget of sum(t_i + 1)
     # sampled pair XORs -> prefix sums of differing bits
-    nsamp = int(min(npairs, max(2048, min(8192, 524_288 // bits))))
+    nsamp = int(min(npairs, max(1024, min(n // 4, 8192, 524_288 // bits))))
     ia = rng.integers(0, n, nsamp)
     ib = rng.integers(0, n - 1, nsamp)
     ib = ib + (ib >= ia)
@@ -568,7 +569,12 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
     # costs[size, start, w] for w = t + 1 in 0..rmax; w = 0 -> block unused, cost 0
     costs = np.full((max_size + 1, bits + 1, rmax + 1), inf)
     per_block = _C_BLOCK * n
-    for size in range(1, max_size + 1):
+    # tiny blocks never pay off; wide ones only matter coarsely (keeps the planner ~0.1 s)
+    size_set = np.array([z for z in range(6, 25)] + [26, 28, 30, 32, 36, 40, 48, 56, 64], dtype=np.int64)
+    size_set = size_set[size_set <= max_size]
+    if not len(size_set):
+        size_set = np.array([max_size], dtype=np.int64)
+    for size in size_set.tolist():
         nstart = bits - size + 1
         c = costs[size, :nstart]
         c[:, 0] = 0.0
@@ -600,7 +606,9 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
     src = np.where(valid, src, 0)
     for b in range(1, bits + 1):
         f[b] = f[b - 1]
-        sizes = np.arange(1, min(b, max_size) + 1)
+        sizes = size_set[size_set <= b]
+        if not len(sizes):
+            continue
         starts = b - sizes
         # m[size-1, w-1, v] = f[b - size, v - w] + costs[size, b - size, w]
         m = f[starts][:, src] + costs[sizes, starts][:, 1:, None]
@@ -675,7 +683,8 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
     if nu >= 2 and radius >= 1:
         chosen = method
         plannable = radius < bits and radius < 64
-        if method != "brute" and nu >= (_BRUTE_N if method == "auto" else 2) and plannable:
+        cheap = _C_BRUTE * words * nu * (nu - 1) / 2 < _BRUTE_FAST
+        if method != "brute" and not (method == "auto" and cheap) and plannable:
             blocks, mih_cost, brute_cost = _plan(u, radius, np.random.default_rng(seed))
             if method == "auto":
                 chosen = "mih" if blocks and mih_cost < brute_cost else "brute"
@@ -684,6 +693,8 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
             chosen = "brute"
         if chosen == "mih" and not blocks:
             chosen = "brute"
+        if est and est < 0.05:  # thread hand-offs cost more than they save on tiny jobs
+            workers = 1
         if chosen == "brute":
             blocks = []
             parts, cands = _brute(u, radius, workers)
