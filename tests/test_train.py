@@ -1,0 +1,266 @@
+"""`cxrtool train` end to end on tiny phantom datasets (tiny images, one short epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrtool.errors import CxrError, UsageError
+from helpers_dataset import make_dataset, read_rows, write_manifest
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "data", {"train": 4, "val": 2, "test": 1}, size=40)
+
+
+def _probe(size: int) -> np.ndarray:
+    return np.random.default_rng(7).uniform(0, 255, (4, size, size, 1)).astype("float32")
+
+
+def _check_saved(result, size: int, arch: str) -> None:
+    from cxrtool.artifact import load_model, read_info
+
+    path = result.model_path
+    assert path.is_file() and result.log_csv.is_file() and result.curves_png.is_file()
+    assert not path.with_name(path.stem + ".run").exists()  # checkpoints cleaned up after success
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temp files
+    info = read_info(path)
+    assert info.architecture == arch and info.image_size == size
+    assert info.classes == ["covid", "pneumonia", "normal"]
+    assert info.dataset_fingerprint and info.cxrtool_version and info.created
+    assert info.training["options"]["epochs"] >= 1 and info.training["best_epoch"] >= 1
+    loaded = load_model(path)  # safe mode
+    model = loaded.model
+    assert model.input.shape == (None, size, size, 1)
+    assert not any(hasattr(layer, "layers") for layer in model.layers)  # flat: no nested Model
+    fmap = model.get_layer(info.gradcam_layer).output
+    assert len(fmap.shape) == 4
+    x = _probe(size)
+    expected = result.model.predict(x, verbose=0)
+    got = model.predict(x, verbose=0)
+    assert got.shape == (4, 3) and np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_cnn_through_the_cli(dataset, tmp_path, capsys):
+    from cxrtool.cli import main
+
+    models = tmp_path / "models"
+    code = main(["train", str(dataset), "--model", "cnn", "--image-size", "16", "--epochs", "2",
+                 "--batch-size", "6", "--seed", "3", "--models-dir", str(models), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.strip() == str(models / "cnn.keras")
+    from cxrtool.artifact import read_info
+
+    info = read_info(models / "cnn.keras")
+    assert info.gradcam_layer == "feature_map" and info.training["epochs_run"] == 2
+    log = (models / "cnn.log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,") and "val_loss" in log[0] and len(log) == 3
+
+
+def test_vit_trains_saves_and_reloads(dataset, tmp_path):
+    from cxrtool.train import TrainOptions, train
+
+    result = train(dataset, "vit", options=TrainOptions(
+        epochs=1, image_size=24, batch_size=6, vit_layers=1, seed=0), models_dir=tmp_path)
+    _check_saved(result, 24, "vit")
+    assert tuple(result.model.get_layer("feature_map").output.shape[1:]) == (8, 8, 64)
+
+
+def test_resnet50_trains_saves_and_reloads(dataset, tmp_path):
+    from cxrtool.train import TrainOptions, train
+
+    result = train(dataset, "resnet50", options=TrainOptions(
+        epochs=1, image_size=32, batch_size=6, weights="none", seed=0), models_dir=tmp_path)
+    _check_saved(result, 32, "resnet50")
+    assert result.info.gradcam_layer == "conv5_block3_out"
+    assert result.info.preprocessing["scaling"] == "caffe"
+
+
+@pytest.mark.slow
+def test_resnet152_trains_saves_and_reloads(dataset, tmp_path):
+    from cxrtool.train import TrainOptions, train
+
+    result = train(dataset, "resnet152", options=TrainOptions(
+        epochs=1, image_size=32, batch_size=6, weights="none", seed=0, augment=False), models_dir=tmp_path)
+    _check_saved(result, 32, "resnet152")
+    assert result.info.gradcam_layer == "conv5_block3_out"
+
+
+def test_mobilenetv2_with_a_weights_file(dataset, tmp_path):
+    """A backbone weights file round-trips through --weights PATH (frozen backbone: kept exactly)."""
+    from cxrtool.backend import import_keras
+    from cxrtool.train import TrainOptions, train
+
+    keras = import_keras()
+    keras.utils.set_random_seed(11)
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    weights_file = tmp_path / "mnv2_backbone.weights.h5"
+    backbone.save_weights(weights_file)
+    result = train(dataset, "mobilenetv2", options=TrainOptions(
+        epochs=1, freeze_epochs=1, image_size=32, batch_size=6, weights=str(weights_file), seed=0),
+        models_dir=tmp_path / "models")
+    _check_saved(result, 32, "mobilenetv2")
+    assert result.info.gradcam_layer == "out_relu"
+    assert result.info.training["options"]["weights"] == str(weights_file)
+    trained = result.model
+    for name in ("Conv1", "bn_Conv1", "block_16_project", "Conv_1"):
+        for a, b in zip(backbone.get_layer(name).get_weights(), trained.get_layer(name).get_weights()):
+            assert np.array_equal(a, b), name
+    # a weights file of another network does not fit: one clear error, nothing written
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    bad = tmp_path / "other.weights.h5"
+    other.save_weights(bad)
+    models = tmp_path / "bad-models"
+    with pytest.raises(CxrError, match="does not fit"):
+        train(dataset, "mobilenetv2", options=TrainOptions(epochs=1, image_size=32, weights=str(bad)),
+              models_dir=models)
+    assert not models.exists()
+
+
+def test_resume_continues_an_interrupted_run(dataset, tmp_path):
+    from cxrtool.backend import import_keras
+    from cxrtool.train import TrainOptions, train
+
+    keras = import_keras()
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    opts = dict(epochs=2, image_size=16, batch_size=6, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, "cnn", options=TrainOptions(**opts), models_dir=tmp_path, callbacks=[Interrupt()])
+    run = tmp_path / "cnn.run"
+    assert (run / "last.keras").is_file() and json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert not (tmp_path / "cnn.keras").exists()
+    with pytest.raises(UsageError, match="--resume"):
+        train(dataset, "cnn", options=TrainOptions(**opts), models_dir=tmp_path)
+    result = train(dataset, "cnn", options=TrainOptions(**opts, resume=True), models_dir=tmp_path)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.info.training["resumed"] and result.info.training["epochs_run"] == 2
+    assert (tmp_path / "cnn.keras").is_file() and not run.exists()
+    with pytest.raises(CxrError, match="no unfinished run"):
+        train(dataset, "cnn", options=TrainOptions(**opts, resume=True), models_dir=tmp_path)
+
+
+def test_seed_makes_cpu_training_deterministic(dataset, tmp_path):
+    from cxrtool.train import TrainOptions, train
+
+    opts = TrainOptions(epochs=1, image_size=16, batch_size=6, seed=42)
+    a = train(dataset, "cnn", options=opts, models_dir=tmp_path / "a")
+    b = train(dataset, "cnn", options=opts, models_dir=tmp_path / "b")
+    x = _probe(16)
+    assert np.array_equal(a.model.predict(x, verbose=0), b.model.predict(x, verbose=0))
+    assert a.history[0]["loss"] == b.history[0]["loss"]
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_forced_cpu_devices_with_mixed_precision(dataset, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "dp.keras"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrtool", "train", str(dataset), "--model", "cnn", "--image-size", "16",
+         "--epochs", "1", "--batch-size", "4", "--devices", "2", "--precision", "mixed", "--seed", "0",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(out)
+    from cxrtool.artifact import load_model
+
+    loaded = load_model(out)
+    assert loaded.info.training["devices"] == 2 and loaded.info.training["precision"] == "mixed"
+    probs = loaded.model.predict(_probe(16), verbose=0)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_cache_is_invalidated_when_the_manifest_changes(tmp_path):
+    from cxrtool.data import cache_path, load_dataset
+
+    root = make_dataset(tmp_path / "d", {"train": 2, "val": 1}, size=24)
+    first = load_dataset(root, 16)
+    old_cache = cache_path(first.manifest, "train", 16)
+    assert old_cache.is_file() and first["train"].x.shape == (6, 16, 16)
+    again = load_dataset(root, 16)
+    assert np.array_equal(again["train"].x, first["train"].x)
+    rows = read_rows(root)
+    write_manifest(root, [r for r in rows if not (r["split"] == "train" and r["label"] == "normal")][:] + [
+        r for r in rows if r["split"] == "train" and r["label"] == "normal"][:1])
+    changed = load_dataset(root, 16)
+    assert changed.manifest.fingerprint != first.manifest.fingerprint
+    assert changed["train"].x.shape == (5, 16, 16)
+    assert not old_cache.exists() and cache_path(changed.manifest, "train", 16).is_file()
+    # a cache that does not match its manifest rows is rebuilt, not trusted
+    np.savez(cache_path(changed.manifest, "train", 16), x=np.zeros((1, 16, 16), np.uint8), files=np.asarray(["x"]))
+    assert load_dataset(root, 16)["train"].x.shape == (5, 16, 16)
+
+
+def test_feeder_batches_are_fixed_size_deterministic_and_weighted():
+    from cxrtool.data import balanced_class_weights, make_feeder
+
+    x = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4)
+    y = np.asarray([0] * 6 + [1] * 3 + [2] * 1, dtype=np.int32)
+    w = balanced_class_weights(y, 3)
+    assert np.allclose(w, [10 / 18, 10 / 9, 10 / 3])
+    feeder = make_feeder(x, y, 4, seed=1, class_weights=w)
+    assert len(feeder) == 2
+    xb, yb, wb = feeder[0]
+    assert xb.shape == (4, 4, 4, 1) and xb.dtype == np.uint8 and np.allclose(wb, w[yb])
+    again = make_feeder(x, y, 4, seed=1, class_weights=w)
+    assert np.array_equal(again[1][0], feeder[1][0])
+    first_epoch = feeder[0][1].copy()
+    feeder.on_epoch_end()
+    assert feeder.epoch == 1
+    shard0 = make_feeder(x, y, 2, seed=1, shard=(0, 2))
+    shard1 = make_feeder(x, y, 2, seed=1, shard=(1, 2))
+    seen = set(map(tuple, np.concatenate([shard0[0][0], shard1[0][0]]).reshape(4, -1)))
+    assert len(seen) == 4
+    del first_epoch
+
+
+def _bad(root: Path, rows: list[dict]) -> Path:
+    write_manifest(root, rows)
+    return root
+
+
+@pytest.mark.parametrize(
+    "case, args, message",
+    [
+        ("no-manifest", ["--model", "cnn"], "no manifest.csv"),
+        ("empty-val", ["--model", "cnn"], "val split is empty"),
+        ("missing-class", ["--model", "cnn"], "missing from the train split"),
+        ("ok", ["--model", "alexnet"], "unknown model architecture"),
+        ("ok", ["--model", "resnet50", "--image-size", "16"], "too small for resnet50"),
+        ("ok", ["--model", "vit", "--weights", "imagenet"], "no ImageNet weights exist for vit"),
+        ("ok", ["--model", "cnn", "--weights", "nothere.h5"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_1_and_nothing_written(tmp_path, capsys, case, args, message):
+    from cxrtool.cli import main
+
+    root = make_dataset(tmp_path / "d", {"train": 1, "val": 1}, size=20)
+    rows = read_rows(root)
+    if case == "no-manifest":
+        (root / "manifest.csv").unlink()
+    elif case == "empty-val":
+        _bad(root, [r for r in rows if r["split"] != "val"])
+    elif case == "missing-class":
+        _bad(root, [r for r in rows if not (r["split"] == "train" and r["label"] == "covid")])
+    models = tmp_path / "models"
+    code = main(["train", str(root), *args, "--models-dir", str(models)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], captured.err
+    assert not models.exists()
