@@ -1,0 +1,196 @@
+"""Streaming batch prediction: paths in, one row per image out, as batches finish.
+
+A feeder thread pulls paths from the (possibly endless, possibly slow) input iterator and
+hands each to a thread pool that decodes and resizes it (Pillow releases the GIL while
+decoding); a bounded queue of futures keeps at most ``prefetch`` batches decoded ahead, so
+decoding overlaps inference and memory stays bounded. The main thread collects a batch in
+input order, runs the model on it (:func:`cxrtool.inference.predict_batches`) and yields the
+rows, so the first rows appear long before the last path has been read. A partial batch is
+run when no new path has arrived for ``linger`` seconds (a slow ``find`` on stdin still gives
+prompt output).
+
+An unreadable file becomes a row with ``error`` set; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CxrError
+
+__all__ = ["Prediction", "decode_for_model", "iter_input_paths", "predict_paths", "predict_stream"]
+
+
+@dataclass
+class Prediction:
+    """One input's outcome: the predicted label and probabilities, or an error."""
+
+    path: str
+    label: str | None = None
+    probability: float | None = None
+    probabilities: dict[str, float] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self, classes: Sequence[str]) -> dict:
+        """Flat record: path, label, probability, one key per class, error (None when fine)."""
+        probs = self.probabilities or {}
+        row = {"path": self.path, "label": self.label, "probability": self.probability}
+        for c in classes:
+            row[c] = probs.get(c)
+        row["error"] = self.error
+        return row
+
+
+def iter_input_paths(items: Iterable[str | Path], stdin=None) -> Iterator[str]:
+    """Expand the command line: files as given, folders recursively (images only, sorted),
+    and ``-`` as one path per line from ``stdin`` (read lazily, blank lines skipped)."""
+    from .imageio import iter_images
+
+    def expanded() -> Iterator[str | Path]:
+        for item in items:
+            if str(item) == "-":
+                import sys
+
+                stream = stdin if stdin is not None else sys.stdin
+                for line in stream:
+                    line = line.rstrip("\r\n")
+                    if line.strip():
+                        yield line
+            else:
+                yield item
+
+    for item in expanded():
+        p = Path(item)
+        if p.is_dir():
+            for found in iter_images([p]):
+                yield str(found)
+        else:
+            yield str(item)
+
+
+def decode_for_model(path: str, size: int) -> np.ndarray:
+    """Decode one file and resize it the way training did: (size, size) uint8."""
+    from .data import resize_image
+    from .imageio import read_image
+
+    return resize_image(read_image(path).pixels, size)
+
+
+_END = object()
+
+
+def _feeder(paths: Iterable[str], pool: ThreadPoolExecutor, work: queue.Queue, stop: threading.Event, size: int) -> None:
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                work.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for path in paths:
+            if stop.is_set():
+                return
+            if not put((path, pool.submit(decode_for_model, path, size))):
+                return
+        put(_END)
+    except BaseException as exc:  # e.g. a folder that cannot be listed: surface it in the consumer
+        put(exc)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, CxrError):
+        return getattr(exc, "reason", None) or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def predict_stream(
+    loaded,
+    paths: Iterable[str | Path],
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    prefetch: int = 2,
+    linger: float = 0.5,
+) -> Iterator[list[Prediction]]:
+    """Yield one list of :class:`Prediction` per batch, in input order, as batches finish.
+
+    ``paths`` is consumed lazily (a generator over stdin is fine). ``workers``: decoding
+    threads (default: the CPU count, at most 8). ``prefetch``: batches decoded ahead.
+    """
+    from .inference import predict_batches
+
+    if batch_size < 1:
+        raise CxrError(f"--batch-size {batch_size}: must be at least 1")
+    classes = list(loaded.info.classes)
+    size = int(loaded.info.image_size)
+    workers = workers or min(8, os.cpu_count() or 1)
+    work: queue.Queue = queue.Queue(maxsize=batch_size * (prefetch + 1))
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrtool-decode")
+    feeder = threading.Thread(
+        target=_feeder, args=((str(p) for p in paths), pool, work, stop, size), daemon=True, name="cxrtool-feeder"
+    )
+    feeder.start()
+    try:
+        done = False
+        while not done:
+            batch: list[tuple[str, Future]] = []
+            while len(batch) < batch_size:
+                try:
+                    item = work.get(timeout=linger) if batch else work.get()
+                except queue.Empty:  # the input is slow: run what we have
+                    break
+                if item is _END:
+                    done = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                batch.append(item)
+            if not batch:
+                continue
+            rows: list[Prediction] = []
+            pixels, where = [], []
+            for path, fut in batch:
+                try:
+                    pixels.append(fut.result())
+                    where.append(len(rows))
+                    rows.append(Prediction(path))
+                except Exception as exc:  # one bad file never stops the run
+                    rows.append(Prediction(path, error=_error_text(exc)))
+            if pixels:
+                n = len(pixels)
+                # pad to a power of two (<= batch_size): a handful of input shapes, so XLA
+                # compiles a few times at most instead of once per odd batch size
+                bucket = min(batch_size, 1 << (n - 1).bit_length())
+                x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
+                probs = next(iter(predict_batches(loaded, [x])))[:n]
+                for k, p in zip(where, probs):
+                    top = int(np.argmax(p))
+                    rows[k].label = classes[top]
+                    rows[k].probability = float(p[top])
+                    rows[k].probabilities = {c: float(v) for c, v in zip(classes, p)}
+            yield rows
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def predict_paths(loaded, paths: Iterable[str | Path], **kwargs) -> Iterator[Prediction]:
+    """Rows one by one (see :func:`predict_stream`)."""
+    for rows in predict_stream(loaded, paths, **kwargs):
+        yield from rows
