@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 DPI = 110
+#: line styles cycled with the colours so overlapping curves of similar models stay visible
+STYLES = ("-", "--", "-.", ":")
 
 
 def _pyplot():
@@ -133,7 +135,8 @@ def comparison_roc_png(models: Mapping[str, Mapping[str, dict]], classes: Sequen
             if c.get("fpr") is None:
                 ax.plot([], [], " ", label=f"{label} (AUC n/a)")
                 continue
-            ax.plot(c["fpr"], c["tpr"], lw=2, color=cmap(m % 10), label=f"{label} ({_fmt_auc(c.get('auc'))})")
+            ax.plot(c["fpr"], c["tpr"], lw=2, color=cmap(m % 10), linestyle=STYLES[m % len(STYLES)],
+                    label=f"{label} ({_fmt_auc(c.get('auc'))})")
         ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)

@@ -600,20 +600,33 @@ def write_outputs(doc: dict, out: Path, items: Sequence[Item], y: np.ndarray,
         f" ({doc['dataset']['split']} split)" if doc["dataset"]["split"] else " (external folder)")
     files: dict[str, Any] = {"metrics": "metrics.json", "report": "report.md", "predictions": "predictions.csv",
                              "models": {}}
+
+    def figure(name: str, draw) -> str | None:
+        """Draw one PNG (``draw(path)``); a plotting failure is a warning, never the loss of the metrics."""
+        try:
+            draw(out / name)
+        except Exception as exc:  # noqa: BLE001
+            doc["warnings"].append(f"figure {name} could not be drawn: {type(exc).__name__}: {exc}")
+            return None
+        return name
+
     for label, mdoc in doc["models"].items():
         m = mdoc["metrics"]
         slug = _slug(label)
-        names = {"confusion_matrix": f"{slug}_confusion.png", "roc": f"{slug}_roc.png",
-                 "reliability": f"{slug}_reliability.png"}
-        F.confusion_matrix_png(m["confusion_matrix"]["matrix"], classes, out / names["confusion_matrix"],
-                               f"{label}: confusion matrix\n{where}, accuracy {m['accuracy']:.3f}")
-        F.roc_png(curves[label], out / names["roc"], f"{label}: ROC curves, {where}", m["macro"]["auc"])
-        F.reliability_png(m["calibration"]["bins"], m["calibration"]["ece"], out / names["reliability"],
-                          f"{label}: reliability diagram, {where}")
-        files["models"][label] = names
+        cm_title = f"{label}: confusion matrix\n{where}, accuracy {m['accuracy']:.3f}"
+        files["models"][label] = {
+            "confusion_matrix": figure(f"{slug}_confusion.png", lambda p, m=m, t=cm_title: F.confusion_matrix_png(
+                m["confusion_matrix"]["matrix"], classes, p, t)),
+            "roc": figure(f"{slug}_roc.png", lambda p, m=m, label=label: F.roc_png(
+                curves[label], p, f"{label}: ROC curves, {where}", m["macro"]["auc"])),
+            "reliability": figure(f"{slug}_reliability.png", lambda p, m=m, label=label: F.reliability_png(
+                m["calibration"]["bins"], m["calibration"]["ece"], p, f"{label}: reliability diagram, {where}")),
+        }
     if len(doc["models"]) > 1:
-        files["comparison_roc"] = "comparison_roc.png"
-        F.comparison_roc_png(curves, classes, out / files["comparison_roc"], f"ROC curves of every model, {where}")
+        name = figure("comparison_roc.png", lambda p: F.comparison_roc_png(
+            curves, classes, p, f"ROC curves of every model, {where}"))
+        if name:
+            files["comparison_roc"] = name
     doc["files"] = files
     with (out / ".predictions.csv.tmp").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -723,8 +736,8 @@ def markdown(doc: dict) -> str:
                            + " | ".join(str(v["support"][c]) for c in classes) + " |")
         names = (files.get("models") or {}).get(label)
         if names:
-            out += ["", f"![confusion matrix]({names['confusion_matrix']}) ![ROC]({names['roc']}) "
-                    f"![reliability]({names['reliability']})"]
+            alt = {"confusion_matrix": "confusion matrix", "roc": "ROC", "reliability": "reliability"}
+            out += ["", " ".join(f"![{alt[k]}]({v})" for k, v in names.items() if v)]
         out.append("")
     return "\n".join(out)
 
