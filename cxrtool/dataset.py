@@ -135,15 +135,15 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
     for i, cid in enumerate(dups.cluster):
         live[i].cluster = int(cid)
         clusters[int(cid)].append(i)
-    nearest: dict[int, tuple[int, int]] = {}  # member -> (partner, distance): for excluded.csv
-    for (a, b), d in zip(dups.near_pairs.tolist(), dups.near_distances.tolist()):
-        for x, y in ((a, b), (b, a)):
-            if x not in nearest or d < nearest[x][1]:
-                nearest[x] = (y, d)
-    conflicts, dropped_dups = [], 0
+    conflicts, dropped_dups, within_pairs, across_pairs, cross_clusters = [], 0, 0, 0, 0
     for cid, members in clusters.items():
         if len(members) == 1:
             continue
+        per_source = Counter(live[i].item.source for i in members)
+        same = sum(k * (k - 1) // 2 for k in per_source.values())
+        within_pairs += same
+        across_pairs += len(members) * (len(members) - 1) // 2 - same
+        cross_clusters += len(per_source) > 1
         labels = sorted({live[i].item.label for i in members})
         if len(labels) > 1:
             names = ", ".join(f"{live[i].key} ({live[i].item.label})" for i in members[:6])
@@ -157,24 +157,20 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
             if i == rep:
                 continue
             c = live[i]
-            same = c.analysis.sha256 == live[rep].analysis.sha256 or c.analysis.pixel_sha == live[rep].analysis.pixel_sha
-            c.reason = "exact duplicate" if same else "near duplicate"
+            same_bytes = c.analysis.sha256 == live[rep].analysis.sha256 or c.analysis.pixel_sha == live[rep].analysis.pixel_sha
+            c.reason = "exact duplicate" if same_bytes else "near duplicate"
             c.duplicate_of = live[rep].key
-            if i in nearest:
-                c.distance = str(nearest[i][1])
+            c.distance = str(dups.distance(i, rep))
             c.detail = f"duplicate of {live[rep].key}"
             dropped_dups += 1
-    src = np.array([c.item.source for c in live])
-    pairs = dups.near_pairs
-    cross = int((src[pairs[:, 0]] != src[pairs[:, 1]]).sum()) if len(pairs) else 0
-    sizes = Counter(len(m) for m in clusters.values())
     return {
-        "hash_pairs_within_radius": int(len(pairs)),
-        "pairs_within_source": int(len(pairs)) - cross,
-        "pairs_across_sources": cross,
-        "exact_duplicate_links": dups.exact_pairs,
+        "hash_pairs_within_radius": dups.hash_pairs,
+        "exact_duplicate_images": dups.exact_links,
         "clusters_with_duplicates": sum(1 for m in clusters.values() if len(m) > 1),
-        "largest_cluster": max(sizes) if sizes else 0,
+        "clusters_across_sources": cross_clusters,
+        "duplicate_pairs_within_source": within_pairs,
+        "duplicate_pairs_across_sources": across_pairs,
+        "largest_cluster": max((len(m) for m in clusters.values()), default=0),
         "images_dropped_as_duplicates": dropped_dups,
         "label_conflicts": conflicts,
     }

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
-from .hamming import hamming_pairs, pack_hashes
+from .hamming import hamming_distance, hamming_search, pack_hashes
 
 
 class Hasher(ABC):
@@ -102,31 +102,33 @@ class Duplicates:
     first appearance); singletons are clusters of one."""
 
     cluster: np.ndarray
-    exact_pairs: int  # pairs with identical bytes or pixels
-    near_pairs: np.ndarray  # (k, 2) pairs within the radius (including distance-0 hashes)
-    near_distances: np.ndarray
+    codes: np.ndarray  # packed hashes, for distances to a cluster's representative
+    exact_links: int  # images sharing bytes or pixels with an earlier image
+    hash_pairs: int  # image pairs within the radius (counted, never materialised)
 
     @property
     def n_clusters(self) -> int:
         return int(self.cluster.max()) + 1 if self.cluster.size else 0
 
+    def distance(self, i: int, j: int) -> int:
+        return int(hamming_distance(self.codes[i : i + 1], self.codes[j : j + 1])[0])
 
-def find_duplicates(
-    sha256: list[str], pixel_sha: list[str], hashes: list[str], radius: int
-) -> Duplicates:
+
+def find_duplicates(sha256: list[str], pixel_sha: list[str], hashes: list[str], radius: int) -> Duplicates:
     """Cluster images that share bytes, pixels, or a perceptual hash within ``radius`` bits.
 
     Clusters are connected components, so A~B and B~C put A, B, C together even if A and C
     are farther apart: what matters for a leak-free split is that no pair crosses splits.
+    Identical hashes are searched once (10k blank frames cost nothing extra).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(hashes)
+    codes = pack_hashes(hashes) if n else np.zeros((0, 1), np.uint64)
     if n == 0:
-        empty = np.zeros((0, 2), np.int64)
-        return Duplicates(np.zeros(0, np.int64), 0, empty, np.zeros(0, np.int64))
-    edges_a, edges_b, exact = [], [], 0
+        return Duplicates(np.zeros(0, np.int64), codes, 0, 0)
+    edges_a, edges_b = [], []
     for keys in (sha256, pixel_sha):
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
@@ -134,13 +136,14 @@ def find_duplicates(
             if j != i:
                 edges_a.append(j)
                 edges_b.append(i)
-    exact = len({(a, b) for a, b in zip(edges_a, edges_b)})
-    pairs, dist = hamming_pairs(pack_hashes(hashes), radius)
-    a = np.concatenate([np.asarray(edges_a, np.int64), pairs[:, 0]])
-    b = np.concatenate([np.asarray(edges_b, np.int64), pairs[:, 1]])
+    exact = len({b for b in edges_b})
+    search = hamming_search(codes, radius)
+    rows = np.arange(n, dtype=np.int64)
+    a = np.concatenate([np.asarray(edges_a, np.int64), search.first[search.inverse], search.first[search.pairs[:, 0]]])
+    b = np.concatenate([np.asarray(edges_b, np.int64), rows, search.first[search.pairs[:, 1]]])
     graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
     _, raw = connected_components(graph, directed=False)
     # renumber by first appearance so ids are deterministic and readable
     _, first_index, inverse = np.unique(raw, return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first_index))
-    return Duplicates(order[inverse].astype(np.int64), exact, pairs, dist)
+    return Duplicates(order[inverse].astype(np.int64), codes, exact, search.n_row_pairs())

@@ -130,10 +130,12 @@ def markdown(report: dict) -> str:
         "",
         "## Duplicates",
         "",
-        f"- hash pairs within {o['radius']} bits: {d['hash_pairs_within_radius']} "
-        f"({d['pairs_within_source']} within a source, {d['pairs_across_sources']} across sources)",
-        f"- exact (same bytes or pixels) links: {d['exact_duplicate_links']}",
-        f"- clusters with duplicates: {d['clusters_with_duplicates']} (largest: {d['largest_cluster']} images)",
+        f"- image pairs whose hashes are within {o['radius']} bits: {d['hash_pairs_within_radius']}",
+        f"- images with the same bytes or pixels as another: {d['exact_duplicate_images']}",
+        f"- clusters with duplicates: {d['clusters_with_duplicates']} ({d['clusters_across_sources']} spanning sources; "
+        f"largest: {d['largest_cluster']} images)",
+        f"- duplicate pairs (same cluster): {d['duplicate_pairs_within_source']} within a source, "
+        f"{d['duplicate_pairs_across_sources']} across sources",
         f"- images dropped as duplicates: {d['images_dropped_as_duplicates']}",
         f"- label conflicts (clusters dropped whole): {len(d['label_conflicts'])}",
     ]
@@ -212,7 +214,7 @@ def render_summary(report: dict) -> None:
     err.print(excl)
     d, leak = report["duplicates"], report["leak_check"]
     err.print(
-        f"duplicates: {d['images_dropped_as_duplicates']} dropped, {d['pairs_across_sources']} cross-source pairs, "
+        f"duplicates: {d['images_dropped_as_duplicates']} dropped, {d['duplicate_pairs_across_sources']} cross-source pairs, "
         f"{len(d['label_conflicts'])} label conflicts; near-duplicate pairs across splits: "
         f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
     )

@@ -303,7 +303,7 @@ def test_cross_source_duplicates_caught(built, tree):
                 cross_dropped += 1
     shifted = sum("shifted" in tree.transforms.get(c, "") for _, c in tree.cross_source_duplicates)
     assert cross_dropped >= len(tree.cross_source_duplicates) - len(tree.label_conflicts) - shifted > 0
-    assert result.report["duplicates"]["pairs_across_sources"] >= cross_dropped
+    assert result.report["duplicates"]["duplicate_pairs_across_sources"] >= cross_dropped
 
 
 def test_label_conflicts_dropped_whole_and_reported(built, tree):
