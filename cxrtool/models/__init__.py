@@ -61,7 +61,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     ),
     "cnn": ArchSpec(
         "cnn", "cnn", 100, 16, 32, "none", "unit", 1, "feature_map",
-        "small custom CNN (4 conv stages, ~0.4 M parameters), trained from scratch",
+        "small custom CNN (4 conv stages, 0.54 M parameters), trained from scratch",
     ),
     "vit": ArchSpec(
         "vit", "vit", 72, 6, 16, "none", "unit", 1, "feature_map",
