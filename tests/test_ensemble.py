@@ -197,3 +197,38 @@ def test_cli(zoo, tmp_path, capsys):
     assert code == 0, captured.err
     doc = json.loads(captured.out)
     assert doc["path"] == str(models / "cli2.keras") and len(doc["weights"]) == 2
+
+
+def test_ensemble_works_in_predict_and_gradcam(zoo, tmp_path, capsys):
+    """The ensemble is used like any model: `cxrtool predict` and Grad-CAM (the weighted mean
+    of the members' maps, each on the member's own input size)."""
+    from PIL import Image
+
+    from cxrtool.cli import main
+    from cxrtool.ensemble import build_ensemble
+    from cxrtool.inference import open_model, predict_images
+
+    models = zoo["models"]
+    build_ensemble(["cnn32", "cnn24", "vit18"], name="trio", models_dir=models)
+    images = _images(3)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"x{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    capsys.readouterr()
+    assert main(["predict", "--model", "trio", "--models-dir", str(models), "--format", "jsonl",
+                 *map(str, paths)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ens = open_model("trio", models)
+    expected = predict_images(ens, images)
+    assert len(rows) == 3
+    for row, p in zip(rows, expected):
+        got = row.get("probabilities") or {c: row[c] for c in CLASSES}
+        np.testing.assert_allclose([got[c] for c in CLASSES], p, atol=1e-4)
+
+    gradcam = pytest.importorskip("cxrtool.gradcam")
+    explained = gradcam.explain(ens, images)
+    assert len(explained) == 3
+    for e, img in zip(explained, images):
+        assert e.heatmap.shape == img.shape and np.isfinite(e.heatmap).all()
+        assert [m["name"] for m in e.members] == ["cnn32", "cnn24", "vit18"]
