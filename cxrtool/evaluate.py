@@ -745,15 +745,25 @@ def markdown(doc: dict) -> str:
 def render_table(doc: dict) -> None:
     """The comparison and summary tables on stderr (rich)."""
     from rich import box
+    from rich.console import Console
     from rich.table import Table
 
     from .console import err, verbosity
 
     if verbosity() <= 0:
         return
+
+    def show(table) -> None:
+        # piped or captured stderr: rich assumes 80 columns; print the table at its natural width
+        if err.is_terminal:
+            err.print(table)
+            return
+        width = max(err.width, err.measure(table, options=err.options.update_width(400)).maximum)
+        Console(stderr=True, width=width, highlight=False, color_system=None).print(table)
+
     t = Table(title="Per class (Table III layout)", box=box.SIMPLE_HEAD)
     for col in ("Model", "Class", "Precision", "Recall", "F1", "Support", "AUC", "Accuracy"):
-        t.add_column(col, justify="left" if col in ("Model", "Class") else "right", no_wrap=True)
+        t.add_column(col, justify="left" if col in ("Model", "Class") else "right")
     last = None
     for r in doc["comparison"]:
         first = r["model"] != last
@@ -762,16 +772,29 @@ def render_table(doc: dict) -> None:
         last = r["model"]
         t.add_row(r["model"] if first else "", r["class"], _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
                   str(r["support"]), _f(r["auc"]), _f(r["accuracy"]) if first else "")
-    err.print(t)
+    show(t)
     s = Table(title="Summary (95% group-bootstrap CIs)", box=box.SIMPLE_HEAD)
     for col in ("Model", "Accuracy [95% CI]", "Macro F1 [95% CI]", "Macro AUC", "ECE", "Images"):
-        s.add_column(col, justify="left" if col == "Model" else "right", no_wrap=True)
+        s.add_column(col, justify="left" if col == "Model" else "right")
     for label, mdoc in doc["models"].items():
         m = mdoc["metrics"]
         b = m.get("bootstrap")
         s.add_row(label, _ci(b, "accuracy") or _f(m["accuracy"]), _ci(b, "macro_f1") or _f(m["macro"]["f1"]),
                   _f(m["macro"]["auc"]), _f(m["calibration"]["ece"]), str(m["n"]))
-    err.print(s)
+    show(s)
+    sources = doc["dataset"]["sources"]
+    if len(sources) > 1:
+        classes = doc["dataset"]["classes"]
+        p = Table(title="Per source (a source shortcut shows as recall collapsing on one source)", box=box.SIMPLE_HEAD)
+        for col in ("Model", "Source", "Images", "Accuracy", *(f"recall {c}" for c in classes)):
+            p.add_column(col, justify="left" if col in ("Model", "Source") else "right")
+        for i, (label, mdoc) in enumerate(doc["models"].items()):
+            if i:
+                p.add_section()
+            for j, (src, v) in enumerate(mdoc["metrics"].get("per_source", {}).items()):
+                p.add_row(label if j == 0 else "", src, str(v["n"]), _f(v["accuracy"]),
+                          *(_f(v["recall"][c]) for c in classes))
+        show(p)
 
 
 __all__ = [
