@@ -1,0 +1,313 @@
+"""Grad-CAM on JAX: gradients checked by hand and by finite differences, layer choice, token
+grids, the CLI's files and lines, and a trained model's heat mass on the drawn pattern."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtool.cli import main
+from cxrtool.synthetic import make_phantom, pattern_mask
+
+from cxrtool.backend import import_keras
+
+keras = import_keras()
+
+SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """An untrained cnn (random weights) saved as a cxrtool model: for mechanics, not meaning."""
+    from cxrtool.artifact import ModelInfo, load_model, save_model
+    from cxrtool.models import build_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model = build_model("cnn", image_size=SIZE, weights="none", seed=0)
+    save_model(model, path, ModelInfo("cnn", image_size=SIZE, gradcam_layer="feature_map"))
+    return load_model(path)
+
+
+def _x(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    labels = ("covid", "pneumonia", "normal")
+    return np.stack([make_phantom(labels[i % 3], seed + i, size) for i in range(n)]).astype(np.float32)[..., None]
+
+
+# ---------------------------------------------------------------------------------------
+# the algorithm, independent of training
+# ---------------------------------------------------------------------------------------
+
+
+def test_gradients_equal_the_linear_head_by_hand(tiny):
+    """GAP -> Dense: d logit_k / d A[i, j, c] = W[c, k] / (h w) everywhere, so Grad-CAM is
+    ReLU(A @ W[:, k]) / (h w) and HiResCAM equals it."""
+    from cxrtool.gradcam import GradCAM, HiResCAM
+
+    model = tiny.model
+    x = _x(5)
+    cam = GradCAM(model)
+    assert cam.layer == "feature_map" and not cam.split.head_takes_image
+    acts, grads, logits = cam.activations_and_gradients(x, class_index=1)
+    n, h, w, c = acts.shape
+    kernel, bias = model.get_layer("logits").get_weights()
+    np.testing.assert_allclose(grads, np.broadcast_to(kernel[:, 1] / (h * w), grads.shape), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(logits, acts.mean(axis=(1, 2)) @ kernel + bias, rtol=1e-4, atol=1e-5)
+
+    result = cam(x, class_index=1)
+    expected = np.maximum(acts @ kernel[:, 1] / (h * w), 0.0)
+    np.testing.assert_allclose(result.maps, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(HiResCAM(model)(x, class_index=1).maps, expected, rtol=1e-4, atol=1e-6)
+    # default class = the predicted one; probabilities = the model's own output
+    default = cam(x)
+    probs = np.asarray(model.predict_on_batch(x))
+    assert (default.class_index == probs.argmax(1)).all()
+    np.testing.assert_allclose(default.probabilities, probs, atol=1e-5)
+
+
+def _residual_model():
+    """input -> conv -> relu "r1" -> conv -> relu "target" -> conv -> add(r1) -> relu -> GAP -> logits:
+    the head needs "r1", which bypasses "target" (the split's two-input path)."""
+    L = keras.layers
+    inp = keras.Input((12, 12, 1), name="image")
+    r1 = L.Activation("relu", name="r1")(L.Conv2D(4, 3, padding="same", name="c1", kernel_initializer=keras.initializers.GlorotNormal(seed=1))(inp))
+    t = L.Activation("tanh", name="target")(L.Conv2D(4, 3, padding="same", name="c2", kernel_initializer=keras.initializers.GlorotNormal(seed=2))(r1))
+    y = L.Add(name="add")([L.Conv2D(4, 3, padding="same", name="c3", kernel_initializer=keras.initializers.GlorotNormal(seed=3))(t), r1])
+    y = L.Activation("softplus", name="feature_map")(y)
+    y = L.GlobalAveragePooling2D(name="avg_pool")(y)
+    logits = L.Dense(3, name="logits", kernel_initializer=keras.initializers.GlorotNormal(seed=4))(y)
+    return keras.Model(inp, L.Activation("softmax", name="probs")(logits))
+
+
+def test_gradients_match_finite_differences_through_a_residual_split():
+    from cxrtool.gradcam import GradCAM
+
+    model = _residual_model()
+    cam = GradCAM(model, "target")
+    assert cam.split.head_takes_image  # the bypass is recomputed from the image
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (2, 12, 12, 1)).astype(np.float32)
+    acts, grads, logits = cam.activations_and_gradients(x, class_index=[0, 2])
+    full = keras.Model(model.inputs[0], model.get_layer("logits").output)
+    np.testing.assert_allclose(logits, np.asarray(full(x)), rtol=1e-5, atol=1e-6)
+    head = cam.split.head
+    for trial in range(3):
+        v = rng.standard_normal(acts.shape).astype(np.float32)
+        eps = 1e-2
+        plus = np.asarray(head([x, acts + eps * v]))
+        minus = np.asarray(head([x, acts - eps * v]))
+        numeric = (plus - minus)[[0, 1], [0, 2]] / (2 * eps)
+        analytic = (grads * v).reshape(2, -1).sum(axis=1)
+        np.testing.assert_allclose(analytic, numeric, rtol=2e-3, atol=2e-4)
+
+
+def test_methods_are_subclasses_overriding_one_step(tiny):
+    from cxrtool.gradcam import METHODS, BaseCAM, GradCAM, make_cam
+
+    x = _x(3)
+    for name, cls in METHODS.items():
+        assert issubclass(cls, BaseCAM) and "weights" in cls.__dict__
+        assert set(cls.__dict__) - {"name", "weights", "__doc__", "__module__", "__qualname__", "__firstlineno__",
+                                     "__static_attributes__"} == set()
+        maps = make_cam(name, tiny.model)(x).maps
+        assert maps.shape == (3, 3, 3) and (maps >= 0).all() and np.isfinite(maps).all()
+    assert isinstance(make_cam("Grad-CAM++".replace("Grad-", "grad"), tiny.model), BaseCAM)
+    assert type(make_cam("gradcam", tiny.model)) is GradCAM
+
+
+def test_batched_call_equals_one_by_one(tiny):
+    from cxrtool.gradcam import GradCAM
+
+    cam = GradCAM(tiny.model, batch_size=4)
+    x = _x(7)
+    together = cam(x).maps  # batches of 4 and 3 (padded to 4)
+    alone = np.concatenate([cam(x[i : i + 1]).maps for i in range(7)])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+
+
+def test_vit_token_sequence_becomes_the_patch_grid():
+    from cxrtool.gradcam import GradCAM, candidate_layers, default_layer, tokens_to_grid
+    from cxrtool.models import build_model
+
+    model = build_model("vit", image_size=12, weights="none", seed=0, patch_size=3, vit_layers=1, vit_dim=8, vit_heads=2)
+    assert default_layer(model) == "feature_map"
+    names = dict(candidate_layers(model))
+    assert names["block1_add2"] == (4, 4) and names["feature_map"] == (4, 4)  # 12 / 3 = 4x4 patches
+    x = _x(2, 12)
+    on_tokens = GradCAM(model, "block1_add2")
+    acts, _, _ = on_tokens.activations_and_gradients(x)
+    assert acts.shape == (2, 16, 8)  # the raw token sequence of the last block
+    assert on_tokens(x).maps.shape == (2, 4, 4)
+    assert GradCAM(model)(x).maps.shape == (2, 4, 4)
+
+    seq = np.arange(2 * 17 * 3, dtype=np.float32).reshape(2, 17, 3)  # a class token first
+    grid = tokens_to_grid(seq)
+    assert grid.shape == (2, 4, 4, 3) and grid[0, 0, 0, 0] == seq[0, 1, 0] and grid[1, 3, 3, 2] == seq[1, 16, 2]
+
+
+def test_layer_choice_and_candidates(tiny):
+    from cxrtool.errors import UsageError
+    from cxrtool.gradcam import GradCAM, candidate_layers
+
+    cands = dict(candidate_layers(tiny.model))
+    assert cands["feature_map"] == (3, 3) and cands["stage3_relu2"] == (6, 6) and cands["stage2_relu1"] == (12, 12)
+    assert not {"image", "preprocess", "avg_pool", "logits", "probs"} & set(cands)
+    assert GradCAM(tiny.model, "stage3_relu2")(_x(1)).maps.shape == (1, 6, 6)  # finer, earlier layer
+    with pytest.raises(UsageError, match=r"feature_map \(3x3\)"):
+        GradCAM(tiny.model, "nope")
+    with pytest.raises(UsageError, match="not a spatial feature map"):
+        GradCAM(tiny.model, "logits")
+
+
+def test_upsampling_is_smooth_and_at_the_original_resolution():
+    from cxrtool.gradcam import normalise_map, upsample_map
+
+    grid = np.zeros((4, 4), np.float32)
+    grid[1, 2] = 1.0
+    up = upsample_map(grid, 50, 70)  # non-square, not a multiple of the grid
+    assert up.shape == (50, 70) and up.min() >= 0
+    assert len(np.unique(np.round(up, 4))) > 50  # smooth, not blocky nearest-neighbour
+    peak = np.unravel_index(np.argmax(up), up.shape)
+    assert abs(peak[0] - 1.5 * 50 / 4) <= 4 and abs(peak[1] - 2.5 * 70 / 4) <= 5
+    assert normalise_map(up).max() == pytest.approx(1.0) and normalise_map(np.zeros((3, 3))).max() == 0
+
+
+def test_no_tensorflow_is_imported(tiny):
+    from cxrtool.gradcam import explain
+
+    explain(tiny, [make_phantom("covid", 1, 40)])
+    assert importlib.util.find_spec("tensorflow") is None or "tensorflow" not in sys.modules
+    assert not [m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")]
+
+
+# ---------------------------------------------------------------------------------------
+# the CLI: files, names, lines, errors
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def images(tmp_path) -> list[Path]:
+    src = tmp_path / "src"
+    (src / "x").mkdir(parents=True)
+    (src / "y").mkdir()
+    paths = [src / "x" / "scan.png", src / "y" / "scan.png", src / "x" / "wide.png"]
+    Image.fromarray(make_phantom("pneumonia", 3, 40)).save(paths[0])
+    Image.fromarray(make_phantom("covid", 4, 40)).save(paths[1])
+    Image.fromarray(make_phantom("normal", 5, (30, 50))).save(paths[2])  # non-square
+    return paths
+
+
+def test_cli_one_image_to_file_with_raw(capsys, tiny, images, tmp_path):
+    out = tmp_path / "out" / "cam.png"
+    code = main(["gradcam", str(images[2]), "--model", str(tiny.path), "--out", str(out), "--save-raw", "--class", "covid"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    path, label, prob, written = stdout.strip().split("\t")
+    assert path == str(images[2]) and label in ("covid", "pneumonia", "normal") and 0 < float(prob) <= 1
+    assert written == str(out) and out.is_file()
+    raw = np.load(out.with_suffix(".npy"))
+    assert raw.shape == (30, 50) and raw.dtype == np.float32 and 0 <= raw.min() and raw.max() <= 1
+    overlay = Image.open(out)
+    assert overlay.mode == "RGB" and overlay.height % 30 == 0 and overlay.width > 50 * overlay.height // 30
+
+
+def test_cli_several_images_to_folder_unique_names_and_contact_sheet(capsys, tiny, images, tmp_path):
+    out = tmp_path / "cams"
+    code = main(["gradcam", *map(str, images), "--model", str(tiny.path), "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [line.split("\t") for line in stdout.splitlines()]
+    assert [line[0] for line in lines] == list(map(str, images))
+    names = [Path(line[3]).name for line in lines]
+    assert names == ["scan_gradcam.png", "scan_2_gradcam.png", "wide_gradcam.png"]
+    assert all((out / n).is_file() for n in names) and (out / "contact_sheet.png").is_file()
+    assert not list(images[0].parent.glob("*gradcam*"))  # nothing written next to the inputs
+
+
+def test_cli_default_out_folder_and_unreadable_image(capsys, monkeypatch, tiny, images, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    code = main(["gradcam", str(images[0]), str(bad), "--model", str(tiny.path)])
+    stdout, err = capsys.readouterr()
+    assert code == 1
+    assert len(stdout.splitlines()) == 1 and (work / "gradcam" / "scan_gradcam.png").is_file()
+    assert f"error: {bad}" in err
+
+
+def test_cli_wrong_layer_lists_candidates_and_layer_list(capsys, tiny, images):
+    code = main(["gradcam", str(images[0]), "--model", str(tiny.path), "--layer", "conv5_block3_out"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "feature_map (3x3)" in err and "stage3_relu2 (6x6)" in err
+    code = main(["gradcam", "--model", str(tiny.path), "--layer", "list"])
+    stdout, _ = capsys.readouterr()
+    assert code == 0 and "feature_map\t3x3* (default)" in stdout and "stage2_relu1\t12x12" in stdout
+
+
+def test_cli_bad_options(capsys, tiny, images, tmp_path):
+    for extra, message in ((["--class", "flu"], "covid, pneumonia, normal"), (["--alpha", "2"], "alpha"),
+                           (["--out", str(images[0])], "input images")):
+        code = main(["gradcam", str(images[0]), "--model", str(tiny.path), *extra])
+        _, err = capsys.readouterr()
+        assert code == 2 and message in err, err
+    code = main(["gradcam", *map(str, images), "--model", str(tiny.path), "--out", str(tmp_path / "x.png")])
+    assert code == 2 and "must be a folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# a trained model looks where the class pattern is
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers_dataset import make_dataset
+
+    from cxrtool.artifact import load_model
+    from cxrtool.train import TrainOptions, train
+
+    root = make_dataset(tmp_path_factory.mktemp("ds") / "data", {"train": 60, "val": 10}, size=48, seed=4)
+    result = train(root, "cnn", options=TrainOptions(
+        epochs=8, image_size=48, batch_size=4, lr=1e-3, seed=4, augment=False, monitor="val_accuracy"),
+        out=tmp_path_factory.mktemp("m") / "cnn48.keras")
+    return load_model(result.model_path)
+
+
+def _mass_ratios(loaded, label: str, seeds, size: int = 48):
+    """(mass inside the pattern / the pattern's area fraction) per image, and accuracy."""
+    from cxrtool.gradcam import explain
+
+    images = [make_phantom(label, s, size) for s in seeds]
+    masks = [pattern_mask(label, s, size) for s in seeds]
+    explanations = explain(loaded, images, class_name=label)
+    ratios = []
+    for ex, mask in zip(explanations, masks):
+        if mask.any():
+            inside = float((ex.heatmap * mask).sum() / max(ex.heatmap.sum(), 1e-9))
+            ratios.append(inside / float(mask.mean()))
+    correct = sum(ex.label == label for ex in explanations)
+    return np.array(ratios), correct / len(images)
+
+
+@pytest.mark.slow
+def test_heat_mass_lands_on_the_drawn_pattern(trained):
+    """Unseen phantoms: the map of the true class puts several times more mass per pixel
+    inside the drawn opacities than the image average (1.0 would be chance)."""
+    seeds = range(900_000, 900_020)
+    for label in ("covid", "pneumonia"):
+        ratios, _ = _mass_ratios(trained, label, seeds)
+        assert np.median(ratios) > 1.5 and np.mean(ratios > 1.0) >= 0.75, (label, ratios.round(2))
+
+
+@pytest.mark.slow
+def test_ensemble_map_is_the_weighted_mean_of_member_maps(trained, tmp_path):
+    if importlib.util.find_spec("cxrtool.ensemble") is None:
+        pytest.skip("cxrtool/ensemble.py has not landed yet (another engineer's issue)")
+    pytest.skip("ensemble test pending the ensemble API")
