@@ -506,14 +506,34 @@ def _explanation(heat, probs, target_index, classes, layer, grid, members=()) ->
     )
 
 
+def _member_input(loaded, minfo: dict, member, x: np.ndarray, images) -> np.ndarray:
+    """What member ``minfo`` sees inside the ensemble: the ensemble's input passed through the
+    ensemble's own resize layer for that member (or decoded images resized to its size)."""
+    from .inference import model_input
+
+    size = int(minfo.get("image_size") or member.inputs[0].shape[1])
+    if size == x.shape[1]:
+        return x
+    layer_name = str(minfo.get("layer", ""))
+    if layer_name.startswith("member_"):
+        try:
+            resize = loaded.model.get_layer("resize_" + layer_name[len("member_"):])
+        except ValueError:
+            resize = None
+        if resize is not None:
+            return np.asarray(resize(x), dtype=np.float32)
+    return model_input(images, size)
+
+
 def _explain_ensemble(loaded, images, *, layer, target, method, batch_size, cams) -> list[Explanation]:
     """Weighted mean of the members' normalised maps, each computed at the member's own input
     size and resized to the image; the class is the ensemble's prediction unless given."""
     from .ensemble import member_models  # lazy: the ensemble module imports Keras
-    from .inference import model_input, predict_images
+    from .inference import model_input, predict_batches
 
     classes = list(loaded.info.classes)
-    probs = predict_images(loaded, images, batch_size=batch_size)
+    x = model_input(images, loaded.info.image_size)  # the ensemble's input, as predict sees it
+    probs = next(iter(predict_batches(loaded, [x]))) if len(x) else np.zeros((0, len(classes)), np.float32)
     chosen = np.argmax(probs, axis=1) if target is None else np.full(len(images), target)
     members = member_models(loaded)
     if not members:
@@ -531,8 +551,7 @@ def _explain_ensemble(loaded, images, *, layer, target, method, batch_size, cams
             except UsageError as exc:
                 raise UsageError(f"ensemble member {minfo.get('name', k)}: {exc}") from None
         cam = cams[key]
-        size = int(minfo.get("image_size") or member.inputs[0].shape[1])
-        res = cam(model_input(images, size), chosen)
+        res = cam(_member_input(loaded, minfo, member, x, images), chosen)
         for i, img in enumerate(images):
             h, w = img.shape[:2]
             heats[i] += (weight / total) * normalise_map(upsample_map(res.maps[i], h, w))
