@@ -258,9 +258,12 @@ def _make_monitor(keras, *, state: dict, run_dir: Path, options: TrainOptions, p
             state["epoch"] = epoch + 1
             if is_chief:
                 _write_csv(run_dir / "log.csv", state["history"])
-                last = epoch + 1 == options.epochs or self.model.stop_training
-                if (epoch + 1) % max(1, options.checkpoint_every) == 0 or last:
-                    save_checkpoint(self.model, state)
+                finished = epoch + 1 >= options.epochs or self.model.stop_training
+                # a finished run is saved as the final model right away; its resumable checkpoint
+                # would be deleted a moment later, so skip that (large) write unless asked to keep it
+                due = (epoch + 1) % max(1, options.checkpoint_every) == 0
+                if (due and not finished) or (finished and options.keep_checkpoints):
+                    save_checkpoint(self.model, state)  # last.keras, then state.json: always a consistent pair
             if progress:
                 progress({"event": "epoch_end", "epoch": epoch + 1, "epochs": options.epochs, "logs": row,
                           "best_epoch": state["best_epoch"]})
@@ -387,12 +390,13 @@ def train(
     seed = o.seed if o.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
     if prev_state is not None:
         seed = int(prev_state.get("seed", seed))
-    keras.utils.set_random_seed(seed)
 
     previous_policy = keras.config.dtype_policy()
     previous_dist = keras.distribution.distribution()
     try:
+        # multi-host initialisation must come before anything touches JAX's devices
         dist, n_devices, processes, pid = _setup_distribution(keras, o, batch)
+        keras.utils.set_random_seed(seed)
         is_chief = pid == 0
         if dist is not None:
             keras.distribution.set_distribution(dist)
@@ -425,6 +429,17 @@ def train(
         )
         steps = len(feeder) if not o.steps_per_epoch else min(len(feeder), o.steps_per_epoch)
         val_x, val_y = val_split.x[..., None], val_split.y
+        if n_devices > 1 or processes > 1:
+            # every (last) validation batch must split evenly over the devices: each process
+            # validates its share, trimmed to a multiple of its local device count
+            local = max(1, n_devices // processes)
+            val_x, val_y = val_x[pid::processes], val_y[pid::processes]
+            keep = (len(val_split) // processes) // local * local
+            if keep < 1:
+                raise DatasetError(f"the val split has {len(val_split)} images: too few for {n_devices} devices")
+            if keep < len(val_split) // processes or len(val_split) % processes:
+                say(f"validating on {keep * processes} of {len(val_split)} val images (a multiple of the device count)")
+            val_x, val_y = val_x[:keep], val_y[:keep]
 
         # ---- run state and checkpoints (only now is anything written) ------------------
         if is_chief:
@@ -480,7 +495,7 @@ def train(
                 initial_epoch=start_epoch,
                 steps_per_epoch=steps if o.steps_per_epoch else None,
                 validation_data=(val_x, val_y),
-                validation_batch_size=batch,
+                validation_batch_size=per_process_batch,
                 callbacks=[monitor, *callbacks],
                 verbose=0,
             )

@@ -121,7 +121,11 @@ def train(
                     f"val_acc {row.get('val_accuracy', float('nan')):.3f}  lr {row['lr']:.2g}  {row['seconds']:.1f}s{mark}"
                 )
 
-        result = run_training(dataset, model, options=options, models_dir=models_dir, out=out, progress=on_event)
+        try:
+            result = run_training(dataset, model, options=options, models_dir=models_dir, out=out, progress=on_event)
+        except KeyboardInterrupt:
+            console.warn("training interrupted; the last checkpoint is kept: rerun the same command with --resume")
+            raise
 
     _render(result)
     typer.echo(str(result.model_path))
