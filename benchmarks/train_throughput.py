@@ -49,9 +49,11 @@ class StepTimer:
                 if step + 1 == warmup:
                     _block(logs)
                     self.t0, self.first = time.perf_counter(), step
+                    self.c0 = time.process_time()
                 elif self.t0 is not None and step + 1 == self.params["steps"]:
                     _block(logs)  # the last step of the epoch has finished on the device
                     self.t1, self.last = time.perf_counter(), step
+                    self.c1 = time.process_time()
                     self.done = True
 
             @property
@@ -59,6 +61,14 @@ class StepTimer:
                 if self.t1 is None:
                     return float("nan")
                 return (self.last - self.first) * batch / (self.t1 - self.t0)
+
+            @property
+            def images_per_cpu_s(self):
+                """Images per second of this process' CPU time: robust to other load on a shared
+                machine (only meaningful on CPU, where the device work is this process' work)."""
+                if self.t1 is None:
+                    return float("nan")
+                return (self.last - self.first) * batch / (self.c1 - self.c0)
 
         return _Timer()
 
@@ -86,7 +96,8 @@ def run_pipeline(keras, dataset: Path, name: str, size: int, batch: int, steps: 
     ), models_dir=models, callbacks=[timer])
     wall = time.perf_counter() - t
     epoch = result.history[0]
-    return {"images_per_s": timer.images_per_s, "epoch_seconds": epoch["seconds"], "total_seconds": wall}
+    return {"images_per_s": timer.images_per_s, "images_per_cpu_s": timer.images_per_cpu_s,
+            "epoch_seconds": epoch["seconds"], "total_seconds": wall}
 
 
 def run_bare(keras, name: str, size: int, batch: int, steps: int, warmup: int):
@@ -102,7 +113,8 @@ def run_bare(keras, name: str, size: int, batch: int, steps: int, warmup: int):
     timer = StepTimer(keras, warmup, batch)
     t = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, callbacks=[timer], verbose=0, shuffle=True)
-    return {"images_per_s": timer.images_per_s, "total_seconds": time.perf_counter() - t}
+    return {"images_per_s": timer.images_per_s, "images_per_cpu_s": timer.images_per_cpu_s,
+            "total_seconds": time.perf_counter() - t}
 
 
 def main(argv=None) -> int:
@@ -134,25 +146,38 @@ def main(argv=None) -> int:
                                          args.image_size)
         for name in args.models:
             for rep in range(args.repeats):
-                pipe = run_pipeline(keras, dataset, name, args.image_size, args.batch_size, steps, args.warmup,
-                                    Path(tmp) / f"models{rep}")
-                bare = run_bare(keras, name, args.image_size, args.batch_size, steps, args.warmup)
+                # alternate the order so a changing background load does not favour one side
+                def pipeline():
+                    return run_pipeline(keras, dataset, name, args.image_size, args.batch_size, steps,
+                                        args.warmup, Path(tmp) / f"models{rep}")
+
+                def bare_fit():
+                    return run_bare(keras, name, args.image_size, args.batch_size, steps, args.warmup)
+
+                if rep % 2 == 0:
+                    pipe, bare = pipeline(), bare_fit()
+                else:
+                    bare, pipe = bare_fit(), pipeline()
                 row = {
                     "model": name, "image_size": args.image_size, "batch": args.batch_size, "steps": steps,
                     "repeat": rep, "pipeline_images_per_s": round(pipe["images_per_s"], 2),
                     "bare_images_per_s": round(bare["images_per_s"], 2),
                     "ratio": round(pipe["images_per_s"] / bare["images_per_s"], 3),
+                    "pipeline_images_per_cpu_s": round(pipe["images_per_cpu_s"], 3),
+                    "bare_images_per_cpu_s": round(bare["images_per_cpu_s"], 3),
+                    "cpu_ratio": round(pipe["images_per_cpu_s"] / bare["images_per_cpu_s"], 3),
                     "pipeline_epoch_images_per_s": round(steps * args.batch_size / pipe["epoch_seconds"], 2),
                     "device": device, "devices": len(facts["devices"]), "keras": facts["keras"],
                     "jax": facts["jax"], "load_avg": round(os.getloadavg()[0], 1),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| model | input | batch | device | bare fit img/s | cxrtool pipeline img/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| model | input | batch | device | run | bare fit img/s | cxrtool pipeline img/s | ratio | "
+          "ratio by process CPU time |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['device']} | {r['bare_images_per_s']} | "
-              f"{r['pipeline_images_per_s']} | {r['ratio']:.2f} |")
+        print(f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['device']} | {r['repeat'] + 1} | "
+              f"{r['bare_images_per_s']} | {r['pipeline_images_per_s']} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
