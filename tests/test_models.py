@@ -161,3 +161,18 @@ def test_imagenet_offline_is_a_clear_error():
     message = str(err.value)
     assert "ImageNet weights" in message and "--weights PATH" in message and "--weights none" in message
     assert "\n" not in message
+
+
+def test_warm_start_from_a_cxrtool_model_file(tmp_path):
+    from cxrtool.artifact import ModelInfo, save_model
+    from cxrtool.models import build_model
+
+    source = build_model("cnn", image_size=16, weights="none", seed=1)
+    path = save_model(source, tmp_path / "cnn.keras", ModelInfo("cnn", image_size=16))
+    warm = build_model("cnn", image_size=16, weights=str(path), seed=2)
+    for a, b in zip(source.get_weights(), warm.get_weights()):
+        assert np.array_equal(a, b)
+    vit = build_model("vit", image_size=12, weights="none", vit_layers=1)
+    other = save_model(vit, tmp_path / "vit.keras", ModelInfo("vit", image_size=12))
+    with pytest.raises(ModelFormatError, match="does not fit a cnn model"):
+        build_model("cnn", image_size=16, weights=str(other))

@@ -132,6 +132,11 @@ def build_model(
     opts = {**spec.options, **{k: v for k, v in options.items() if v is not None}}
     check_image_size(name, size, **opts)
     weights = normalise_weights(name, weights)
+    # a whole-model file (a cxrtool .keras, or any file for cnn/vit) is loaded after building;
+    # keras.applications loads ImageNet or backbone weight files itself
+    whole_model_file = weights not in ("none", "imagenet") and (
+        spec.family != "applications" or weights.endswith(".keras")
+    )
 
     from ..backend import import_keras
 
@@ -147,7 +152,7 @@ def build_model(
     if spec.family == "applications":
         from .applications import build_backbone
 
-        features, backbone_layers = build_backbone(spec, x, size, weights)
+        features, backbone_layers = build_backbone(spec, x, size, "none" if whole_model_file else weights)
     elif spec.family == "cnn":
         from .cnn import build_cnn
 
@@ -166,7 +171,7 @@ def build_model(
     # remember which layers form the backbone (for --freeze-epochs); not serialised
     model._cxr_backbone_layers = tuple(backbone_layers)
 
-    if weights not in ("none", "imagenet") and spec.family != "applications":
+    if whole_model_file:
         load_weights_file(model, weights)
     return model
 
@@ -215,10 +220,18 @@ def load_weights_file(model, path: str) -> None:
     if str(path).endswith(".keras"):
         from ..artifact import load_model
 
-        source = load_model(path).model
-        copied = copy_matching_weights(source, model)
-        if not copied:
-            raise ModelFormatError(f"--weights {path}: no layer of it fits a {model.name} model")
+        loaded = load_model(path)
+        if loaded.info.architecture != model.name:
+            raise ModelFormatError(
+                f"--weights {path} is a {loaded.info.architecture} model; it does not fit a {model.name} model"
+            )
+        weighted = [layer for layer in model.layers if layer.weights]
+        copied = copy_matching_weights(loaded.model, model)
+        if copied < 0.9 * len(weighted):
+            raise ModelFormatError(
+                f"--weights {path}: only {copied} of {len(weighted)} layers fit this {model.name} model "
+                "(different image size or options?)"
+            )
         return
     try:
         model.load_weights(path)
