@@ -73,7 +73,13 @@ def gradcam(
             console.error(f"{rec.path}: {rec.error}")
             continue
         ex = rec.explanation
-        typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}")
+        try:
+            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}")
+        except BrokenPipeError:  # `| head`: the files are still written; stop printing quietly
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
     if failed:

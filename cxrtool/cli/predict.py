@@ -131,12 +131,13 @@ def predict(
                         failed += 1
                         console.error(f"{r.path}: {r.error}")
     except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly; point stdout at /dev/null so the
-        # interpreter's final flush does not complain, and let cxrtool.cli.main return 0
-        with contextlib.suppress(OSError):
+        # the reader went away (`| head`): stop quietly with status 0. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain; exit here because
+        # Click would turn an escaping EPIPE into exit status 1.
+        with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        raise
+        raise typer.Exit(0) from None
     if total == 0:
         console.info("no input images")
     elif failed:
