@@ -29,15 +29,15 @@ EPILOG = (
 def gradcam(
     images: Annotated[Optional[list[Path]], typer.Argument(help="X-ray image files (folders are searched recursively).", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name in the models folder, or a .keras path.")] = ...,
-    layer: Annotated[Optional[str], typer.Option("--layer", help="Target layer [default: the last spatial feature map]; 'list' prints the choices.")] = None,
-    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (covid, pneumonia, normal) [default: the predicted one].")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="One image: the PNG file; several: a folder [default: ./gradcam/].")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Target layer \\[default: the last spatial feature map]; 'list' prints the choices.")] = None,
+    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (covid, pneumonia, normal) \\[default: the predicted one].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="One image: the PNG file; several: a folder \\[default: ./gradcam/].")] = None,
     alpha: Annotated[float, typer.Option(help="Heat-map opacity over the X-ray, 0..1.")] = 0.4,
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write the heat map (0..1 float32 at the image's resolution) as .npy next to each PNG.")] = False,
     method: Annotated[str, typer.Option(help="gradcam, gradcam++, hirescam or layercam.")] = "gradcam",
     cmap: Annotated[str, typer.Option(help="Matplotlib colour map (perceptually uniform: inferno, magma, viridis).")] = "inferno",
     batch_size: Annotated[int, typer.Option(help="Images per jitted Grad-CAM call.", min=1)] = 16,
-    models_dir: Annotated[Optional[Path], typer.Option(help="Models folder [default: $CXRTOOL_MODELS or ./models].")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
 ) -> None:
     """Explain predictions with Grad-CAM heat maps (computed natively on JAX)."""
     from .. import console

@@ -100,8 +100,8 @@ def predict(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name in the models folder, or a .keras path.")] = ...,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl or table.")] = "csv",
     batch_size: Annotated[int, typer.Option(help="Images per model call.", min=1)] = 32,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding threads [default: CPU count, at most 8].", min=1)] = None,
-    models_dir: Annotated[Optional[Path], typer.Option(help="Models folder [default: $CXRTOOL_MODELS or ./models].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding threads \\[default: CPU count, at most 8].", min=1)] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
 ) -> None:
     """Predict the class of many images, streaming rows to stdout for shell pipelines."""
     import contextlib
