@@ -18,6 +18,7 @@ from . import ensemble as _ensemble  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
 from . import gradcam as _gradcam  # noqa: E402,F401
 from . import predict as _predict  # noqa: E402,F401
+from . import demo as _demo  # noqa: E402,F401
 
 GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose", "--debug"})
 
