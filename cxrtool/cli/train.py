@@ -53,6 +53,7 @@ def train(
     monitor: Annotated[str, typer.Option(help="val_loss or val_accuracy: picks the best checkpoint, early stopping and plateau.")] = "val_loss",
     class_weight: Annotated[str, typer.Option(help="balanced (weights inverse to class frequency) or none.")] = "balanced",
     dropout: Annotated[float, typer.Option(help="Dropout before the softmax head.")] = 0.3,
+    bn_momentum: Annotated[float, typer.Option(help="Batch-norm moving-average momentum while training (0: keep the architecture's own).")] = 0.9,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="In-graph augmentation while training.")] = True,
     rotation: Annotated[float, typer.Option(help="Max random rotation, degrees.")] = 10.0,
     shift: Annotated[float, typer.Option(help="Max random shift, fraction of the side.")] = 0.05,
@@ -84,7 +85,7 @@ def train(
 
     options = TrainOptions(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, weights=weights, seed=seed,
-        dropout=dropout, freeze_epochs=freeze_epochs, fine_tune_lr=fine_tune_lr, monitor=monitor,
+        dropout=dropout, bn_momentum=bn_momentum or None, freeze_epochs=freeze_epochs, fine_tune_lr=fine_tune_lr, monitor=monitor,
         patience=patience, reduce_lr_patience=reduce_lr_patience, reduce_lr_factor=reduce_lr_factor,
         class_weight=class_weight, augment=augment, rotation=rotation, shift=shift, zoom=zoom,
         brightness=brightness, contrast=contrast, flip=flip, precision=precision,
