@@ -25,6 +25,8 @@ resized to the image): :func:`explain`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,7 +234,7 @@ class CAMResult:
     layer: str
 
 
-class BaseCAM:
+class BaseCAM(ABC):
     """Gradient-weighted class activation mapping on a flat Keras 3 classifier (JAX backend).
 
     ``cam = ReLU(sum_c weights(A, dS/dA)[..., c] * A[..., c])`` where ``A`` is the target
@@ -251,9 +253,9 @@ class BaseCAM:
         self._fn = None
 
     # -- the one step subclasses override ----------------------------------------------
+    @abstractmethod
     def weights(self, activations, grads):
         """Channel weights, ``(N, 1, 1, C)`` (per channel) or ``(N, h, w, C)`` (per position)."""
-        raise NotImplementedError
 
     # -- shared machinery ---------------------------------------------------------------
     def _variables(self):

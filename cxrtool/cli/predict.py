@@ -3,6 +3,8 @@ stdout writers (csv, jsonl, table). Rows are written and flushed batch by batch.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import csv
 import json
 import os
@@ -29,7 +31,9 @@ EPILOG = (
 )
 
 
-class _Writer:
+class _Writer(ABC):
+    """Writes result rows to stdout in one format; subclasses say how."""
+
     def __init__(self, stream, classes: list[str]):
         self.stream = stream
         self.classes = classes
@@ -37,8 +41,9 @@ class _Writer:
     def header(self) -> None:  # pragma: no cover - overridden
         pass
 
-    def rows(self, rows) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def rows(self, rows) -> None:
+        """Write one batch of predictions."""
 
     def flush(self) -> None:
         self.stream.flush()
