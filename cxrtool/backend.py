@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 from .errors import BackendError
 
@@ -32,10 +31,8 @@ def select_jax_backend() -> None:
         return
     if requested and requested.lower() != "jax" and not _warned:
         _warned = True
-        warnings.warn(
-            f"KERAS_BACKEND={requested} ignored: cxrtool runs Keras on the JAX backend only.",
-            stacklevel=2,
-        )
+        # one plain line, like every other cxrtool warning (not a Python warning with a source line)
+        sys.stderr.write(f"warning: KERAS_BACKEND={requested} ignored: cxrtool runs Keras on the JAX backend only\n")
     os.environ["KERAS_BACKEND"] = "jax"
     # Keras prints nothing useful at import on JAX; keep TensorFlow-style log spam away if present.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -33,7 +33,7 @@ class DemoSettings:
     @classmethod
     def preset(cls, quick: bool) -> "DemoSettings":
         if quick:
-            return cls(n_per_class=8, phantom_size=64, image_size=32, vit_size=15, epochs=2, gradcam_images=3)
+            return cls(n_per_class=8, phantom_size=64, image_size=32, vit_size=15, epochs=3, gradcam_images=3)
         return cls(n_per_class=24, phantom_size=96, image_size=48, vit_size=24, epochs=8, gradcam_images=6)
 
 
@@ -54,6 +54,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, say: Callab
     from .imageio import iter_images
     from .inference import open_model
     from .predict import predict_stream
+    from .quality import Thresholds
     from .synthetic import write_source_tree
     from .train import TrainOptions, train
 
@@ -77,7 +78,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, say: Callab
 
     step("build-dataset")
     data = out / "data"
-    build = build_dataset([out / "sources"], data, BuildOptions(seed=seed, workers=1))
+    # phantoms are small and the tree plants down-scaled copies: keep them (min size 32, not 64)
+    build = build_dataset([out / "sources"], data, BuildOptions(seed=seed, workers=1, thresholds=Thresholds(min_size=32)))
     done("build-dataset")
     say(f"  kept {build.report['total_kept']} images; excluded {sum(build.report['excluded_by_reason'].values())}")
 

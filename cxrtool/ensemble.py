@@ -343,7 +343,8 @@ def build_ensemble(
             "inside_model": [
                 "per member: resize to the member's input size (bilinear, antialiased) if it differs",
                 "per member: the member's own preprocessing",
-                f"{method} of the members' class probabilities",
+                "mean of the members' class probabilities" if method == "mean"
+                else "weighted mean of the members' class probabilities (weights in extra.weights)",
             ],
         },
         gradcam_layer="",

@@ -17,7 +17,7 @@ from .quality import METRICS, reason_key
 if TYPE_CHECKING:
     from .dataset import BuildResult
 
-#: A class drawn more than this fraction from one source gets a shortcut warning.
+#: A class drawn from one source at this fraction or more gets a shortcut warning (with 2+ sources).
 DOMINANT_SOURCE = 0.8
 
 
@@ -43,7 +43,7 @@ def build_report(result: "BuildResult", dup_stats: dict, balance_stats: dict, le
             continue
         top = max(sources, key=lambda s: after.get((s, label), 0))
         share = after.get((top, label), 0) / total
-        if share >= DOMINANT_SOURCE:
+        if share >= DOMINANT_SOURCE and len(sources) > 1:
             warnings.append(
                 f"{share:.0%} of {label} images come from {top}: a model may learn the source instead of the disease"
             )

@@ -112,7 +112,7 @@ def test_methods_are_subclasses_overriding_one_step(tiny):
     for name, cls in METHODS.items():
         assert issubclass(cls, BaseCAM) and "weights" in cls.__dict__
         assert set(cls.__dict__) - {"name", "weights", "__doc__", "__module__", "__qualname__", "__firstlineno__",
-                                     "__static_attributes__"} == set()
+                                     "__static_attributes__", "__abstractmethods__", "_abc_impl"} == set()
         maps = make_cam(name, tiny.model)(x).maps
         assert maps.shape == (3, 3, 3) and (maps >= 0).all() and np.isfinite(maps).all()
     assert isinstance(make_cam("Grad-CAM++".replace("Grad-", "grad"), tiny.model), BaseCAM)

@@ -24,7 +24,7 @@ downloaded. The list of files it made goes to stdout.
 @app.command("demo", epilog=EPILOG)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo makes (must be empty or absent).")] = Path("cxrtool-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Smallest setting (about a minute).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Smallest setting (two to three minutes on 2 CPU cores).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for phantoms, split and training.")] = 0,
 ) -> None:
     """Run build-dataset, train, ensemble, evaluate, gradcam and predict on synthetic X-rays."""

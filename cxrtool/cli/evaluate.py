@@ -31,7 +31,7 @@ def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (manifest.csv) or a folder of class sub-folders.")],
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model name or .keras path; repeat for several.")],
     split: Annotated[str, typer.Option(help="Split of a dataset: test, val or train.")] = "test",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: ./eval-DATASETNAME-SPLIT].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: ./eval-NAME-SPLIT for a dataset, ./eval-NAME for a folder].")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table (stderr only), json or markdown (stdout).")] = "table",
     models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per prediction batch.")] = 64,
