@@ -30,7 +30,8 @@ def _lift_global_flags(argv: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(argv[i:])
             break
-        (head if arg in GLOBAL_FLAGS else rest).append(arg)
+        is_global = arg in GLOBAL_FLAGS or (len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) <= {"q", "v"})
+        (head if is_global else rest).append(arg)
     return head + rest
 
 
