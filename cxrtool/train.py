@@ -295,6 +295,7 @@ def plot_curves(history: Sequence[dict], path: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -305,6 +306,7 @@ def plot_curves(history: Sequence[dict], path: Path, title: str = "") -> Path:
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=key)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
