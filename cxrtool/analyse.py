@@ -42,7 +42,7 @@ def analyse_file(path: Path, hash_name: str = "phash", hash_size: int = 8) -> An
     except OSError as exc:
         return Analysis(error=f"{path}: cannot read ({exc.strerror})", error_kind="unreadable")
     try:
-        img = read_image(path, draft=DRAFT_SIZE)
+        img = read_image(path, draft=DRAFT_SIZE, data=data)
     except ImageLoadError as exc:
         return Analysis(sha256=hashlib.sha256(data).hexdigest(), error=str(exc), error_kind=exc.kind)
     pixels = img.pixels

@@ -152,7 +152,8 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
                 live[i].reason = "label conflict"
                 live[i].detail = f"duplicate cluster with labels {' vs '.join(labels)}: {names}"
             continue
-        rep = max(members, key=lambda i: (live[i].analysis.width * live[i].analysis.height, _neg_key(live[i])))
+        # best resolution first, then the first in stable (source, path) order
+        rep = min(members, key=lambda i: (-live[i].analysis.width * live[i].analysis.height, live[i].key))
         for i in members:
             if i == rep:
                 continue
@@ -174,11 +175,6 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
         "images_dropped_as_duplicates": dropped_dups,
         "label_conflicts": conflicts,
     }
-
-
-def _neg_key(c: Candidate) -> tuple:
-    # max() picks the largest; for ties we want the first (source, rel) in sorted order
-    return tuple(-ord(ch) for ch in c.key)
 
 
 def group_step(cands: list[Candidate]) -> None:

@@ -8,6 +8,7 @@ the reason, so callers can skip one bad file and go on.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -103,22 +104,27 @@ def read_image(
     draft: int | None = None,
     as_float: bool = False,
     max_pixels: int = MAX_PIXELS,
+    data: bytes | None = None,
 ) -> LoadedImage:
     """Decode one image to grayscale.
+
+    ``data``: the file's bytes when the caller has already read them (build-dataset hashes the
+    bytes too), so the file is not read twice.
 
     ``draft``: for JPEG, let the decoder shrink by a power of two while keeping both sides
     >= ``draft`` (much faster when full resolution is not needed, e.g. hashing).
     """
     path = Path(path)
     _check_file(path)
-    if path.suffix.lower() == ".dcm" or _has_dicom_preamble(path):
+    is_dicom = data[128:132] == b"DICM" if data is not None else _has_dicom_preamble(path)
+    if path.suffix.lower() == ".dcm" or is_dicom:
         return _read_dicom(path, as_float=as_float, max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():
             # DecompressionBombWarning (we enforce max_pixels ourselves) and plugin chatter
             # such as "Corrupt EXIF data" must not leak onto the user's terminal
             warnings.simplefilter("ignore")
-            im = Image.open(path)
+            im = Image.open(io.BytesIO(data) if data is not None else path)
     except UnidentifiedImageError:
         claimed = _sniff_format(path)
         if claimed:

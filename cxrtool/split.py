@@ -8,7 +8,7 @@ same rows and seed give the same assignment whatever order they came in.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
 from .errors import UsageError
@@ -58,7 +58,7 @@ def balance(
         if not even_sources:
             kept.extend(members[:per_class])
             continue
-        queues: dict[str, list[int]] = defaultdict(list)
+        queues: dict[str, deque[int]] = defaultdict(deque)
         for i in members:
             queues[sources[i]].append(i)
         order = sorted(queues)
@@ -66,7 +66,7 @@ def balance(
         while len(chosen) < per_class:
             for src in order:
                 if queues[src] and len(chosen) < per_class:
-                    chosen.append(queues[src].pop(0))
+                    chosen.append(queues[src].popleft())
         kept.extend(chosen)
     return sorted(kept)
 
