@@ -1,0 +1,19 @@
+"""Names of the layers every cxrtool model has, in graph order (see ``cxrtool.models``).
+
+Grad-CAM, the artifact format, the ensemble builder and the model builder all refer to
+layers by these names; they are defined here once.
+"""
+
+IMAGE_LAYER = "image"
+AUGMENT_LAYER = "augment"
+PREPROCESS_LAYER = "preprocess"
+POOL_LAYER = "avg_pool"
+DROPOUT_LAYER = "head_dropout"
+LOGITS_LAYER = "logits"
+PROBS_LAYER = "probs"
+INFO_LAYER = "cxrtool_info"
+
+#: The layers around the backbone: never a Grad-CAM target, never part of the backbone.
+HEAD_LAYERS = frozenset(
+    {IMAGE_LAYER, AUGMENT_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER, PROBS_LAYER, INFO_LAYER}
+)
