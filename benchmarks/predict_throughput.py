@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cxrtool.artifact import LoadedModel, ModelInfo
     from cxrtool.backend import import_keras
-    from cxrtool.data import load_resized
+    from cxrtool.inputs import load_resized
     from cxrtool.models import build_model, get_spec
     from cxrtool.predict import predict_stream
     from cxrtool.synthetic import make_phantom

@@ -279,7 +279,7 @@ def build_ensemble(
     weights = np.full(len(gathered), 1.0 / len(gathered))
     val: dict[str, Any] = {}
     if manifest is not None:
-        from .data import load_split
+        from .inputs import load_split
         from sklearn.metrics import accuracy_score
 
         say(f"predicting the val split of {manifest.root} with every member")
@@ -308,7 +308,7 @@ def build_ensemble(
     model = _graph(keras, subs, sizes, size, weights)
 
     from . import __version__
-    from .data import RESIZE
+    from .inputs import RESIZE
 
     member_records = [
         {

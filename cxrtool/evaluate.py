@@ -143,7 +143,7 @@ def load_images(
     Returns ``({size: (n_ok, size, size) uint8}, ok mask (n,), failures)``; a failure is
     ``{"file", "kind", "reason"}`` and the image is excluded.
     """
-    from .data import resize_image
+    from .inputs import resize_image
     from .imageio import load_image
 
     n = len(items)
@@ -173,7 +173,7 @@ def load_images(
 def _load_set_images(es: EvalSet, sizes: Sequence[int], progress: ProgressFn | None):
     """Use the dataset's decoded-split cache when every image reads; else the per-file path."""
     if es.manifest is not None:
-        from .data import load_split
+        from .inputs import load_split
 
         try:
             arrays = {s: load_split(es.manifest, es.split, s).x for s in sizes}

@@ -1,6 +1,6 @@
 """The one path from images to class probabilities, shared by ``predict``, ``evaluate``,
 ``gradcam`` and ``ensemble``: resolve ``--model``, load the ``.keras`` artifact, resize the
-way training did (:func:`cxrtool.data.resize_image`) and run the model in batches."""
+way training did (:func:`cxrtool.inputs.resize_image`) and run the model in batches."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import LoadedModel, load_model
-from .data import resize_image
+from .inputs import resize_image
 from .resolve import resolve_model
 
 

@@ -82,7 +82,7 @@ def iter_input_paths(items: Iterable[str | Path], stdin=None) -> Iterator[str]:
 
 def decode_for_model(path: str, size: int) -> np.ndarray:
     """Decode one file and resize it the way training did: (size, size) uint8."""
-    from .data import resize_image
+    from .inputs import resize_image
     from .imageio import read_image
 
     return resize_image(read_image(path).pixels, size)

@@ -366,7 +366,7 @@ def train(
             progress({"event": "status", "message": message})
 
     # ---- data (validates the manifest, splits and classes) ---------------------------
-    from .data import balanced_class_weights, load_dataset, make_feeder
+    from .inputs import balanced_class_weights, load_dataset, make_feeder
 
     t_start = time.perf_counter()
     data = load_dataset(
@@ -585,7 +585,7 @@ def _set_trainable(model, backbone: set[str], phase: str, *, keep_bn_frozen: boo
 
 
 def _preprocessing_record(spec, size: int) -> dict:
-    from .data import RESIZE
+    from .inputs import RESIZE
 
     return {
         "input": "grayscale, shape (None, S, S, 1), float32 in 0..255 (uint8 pixel values)",

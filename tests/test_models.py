@@ -32,7 +32,7 @@ def test_registry_follows_the_paper():
 
 
 def test_registry_import_is_cheap():
-    code = "import sys, cxrtool.models, cxrtool.artifact, cxrtool.data, cxrtool.train, cxrtool.cli; " \
+    code = "import sys, cxrtool.models, cxrtool.artifact, cxrtool.inputs, cxrtool.train, cxrtool.cli; " \
            "print('keras' in sys.modules or 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -201,7 +201,7 @@ def test_data_parallel_on_two_forced_cpu_devices_with_mixed_precision(dataset, t
 
 
 def test_cache_is_invalidated_when_the_manifest_changes(tmp_path):
-    from cxrtool.data import cache_path, load_dataset
+    from cxrtool.inputs import cache_path, load_dataset
 
     root = make_dataset(tmp_path / "d", {"train": 2, "val": 1}, size=24)
     first = load_dataset(root, 16)
@@ -222,7 +222,7 @@ def test_cache_is_invalidated_when_the_manifest_changes(tmp_path):
 
 
 def test_feeder_batches_are_fixed_size_deterministic_and_weighted():
-    from cxrtool.data import balanced_class_weights, make_feeder
+    from cxrtool.inputs import balanced_class_weights, make_feeder
 
     x = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4)
     y = np.asarray([0] * 6 + [1] * 3 + [2] * 1, dtype=np.int32)

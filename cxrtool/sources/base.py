@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import json
 import csv
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..labels import CLASS_ALIASES, normalise  # noqa: F401  (re-exported for adapters)
 from ..imageio import IMAGE_EXTENSIONS, is_junk
-
-#: Folder-name aliases (normalised: lower case, no spaces, '-' or '_') for the three classes.
-CLASS_ALIASES: dict[str, str] = {
-    "covid": "covid",
-    "covid19": "covid",
-    "pneumonia": "pneumonia",
-    "viralpneumonia": "pneumonia",
-    "bacterialpneumonia": "pneumonia",
-    "normal": "normal",
-    "nofinding": "normal",
-    "nofindings": "normal",
-    "healthy": "normal",
-}
 
 #: Known folders that are deliberately not one of the three classes.
 EXCLUDED_FOLDERS: dict[str, str] = {
@@ -35,11 +22,6 @@ EXCLUDED_FOLDERS: dict[str, str] = {
 
 #: Folders that only split a source (ignored: everything is re-split).
 SPLIT_FOLDERS = frozenset({"train", "test", "val", "valid", "validation", "images"})
-
-
-def normalise(name: str) -> str:
-    """Folder-name key: case, spaces, '-' and '_' ignored."""
-    return re.sub(r"[\s_\-]+", "", name.lower())
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Cached input pipeline for training and evaluation.
+"""Model inputs from images and datasets: the one resize, cached per-split arrays, the training feeder.
 
 Each split of a dataset is decoded (through :func:`cxrtool.imageio.load_image`, the one
 image loader) and resized **once** per image size into a uint8 array
