@@ -630,6 +630,17 @@ def test_hardlink_and_png_modes(small, tmp_path):
     assert len(pngs.kept) == len(linked.kept)
 
 
+def test_progress_events_one_shape(small, tmp_path):
+    """One cxrtool.progress event per decoded file ("analyse") and per placed image ("write")."""
+    events: list[dict] = []
+    result = build_dataset([small], tmp_path / "out", BuildOptions(workers=1, figures=False), progress=events.append)
+    n, k = len(result.candidates), len(result.kept)
+    assert n == 12 and k > 0
+    assert [e for e in events if e["stage"] == "analyse"] == [{"stage": "analyse", "done": i, "total": n} for i in range(1, n + 1)]
+    assert [e for e in events if e["stage"] == "write"] == [{"stage": "write", "done": i, "total": k} for i in range(1, k + 1)]
+    assert len(events) == n + k
+
+
 def test_zz_sources_never_modified(tree, before):
     """Runs after every build of this module that read the synthetic tree."""
     assert snapshot(tree.root) == before

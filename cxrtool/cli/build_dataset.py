@@ -14,6 +14,7 @@ from .. import CLASSES
 from ..console import err, progress, warn
 from ..errors import UsageError
 from .app import app
+from .output import reader_may_leave
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -107,7 +108,10 @@ def build_dataset(
         hash_name=hash_name,
         hash_size=hash_size,
         radius=radius,
-        thresholds=Thresholds(min_size, max_mean, max_bright, min_mean, max_dark, min_contrast, min_entropy),
+        thresholds=Thresholds(
+            min_size=min_size, max_mean=max_mean, max_bright_frac=max_bright, min_mean=min_mean,
+            max_dark_frac=max_dark, min_contrast=min_contrast, min_entropy=min_entropy,
+        ),
         label_map=label_map,
         labels_csv=_labels_csv(labels_csv),
         figures=figures,
@@ -123,10 +127,11 @@ def build_dataset(
 
         result = build(srcs, out, options, progress=on_event)
     render_summary(result.report)
-    if as_json:
-        typer.echo(json.dumps(result.report, indent=2))
-    elif not dry_run:
-        typer.echo(str(out))
+    with reader_may_leave():  # `--json | head`: the dataset is written; a closed pipe is no error
+        if as_json:
+            typer.echo(json.dumps(result.report, indent=2))
+        elif not dry_run:
+            typer.echo(str(out))
 
 
 def render_summary(report: dict) -> None:
