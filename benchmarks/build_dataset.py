@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
 import sys
@@ -26,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrtool.atomic import write_text
+from cxrtool.workers import available_cpus
+
 DEFAULT_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sources"
 
 
 def labelled_files(sources: Path) -> list[Path]:
-    from cxrtool.sources import LabelMap, scan_sources
+    from cxrtool.build.sources import LabelMap, scan_sources
 
     return [item.path for scan in scan_sources([sources], LabelMap({})) for item in scan.items if item.label]
 
@@ -74,7 +76,7 @@ def naive_pairs_numpy(hashes, radius: int = 6, chunk: int = 512) -> tuple[float,
 
 
 def ours_build(sources: Path, dry_run: bool, figures: bool) -> tuple[float, dict]:
-    from cxrtool.dataset import BuildOptions, build_dataset
+    from cxrtool.build import BuildOptions, build_dataset
 
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as tmp:
         t = time.perf_counter()
@@ -83,7 +85,7 @@ def ours_build(sources: Path, dry_run: bool, figures: bool) -> tuple[float, dict
 
 
 def ours_analyse(files: list[Path], workers: int | None) -> float:
-    from cxrtool.analyse import analyse_files
+    from cxrtool.build.analyse import analyse_files
 
     t = time.perf_counter()
     analyse_files(files, "phash", 16, workers)
@@ -102,7 +104,7 @@ def versions() -> dict[str, str]:
         "Pillow": PIL.__version__,
         "ImageHash": imagehash.__version__,
         "cxrtool": cxrtool.__version__,
-        "cpu_cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "cpu_cores": str(available_cpus()),
         "machine": platform.machine(),
     }
 
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                    "ratio_vs_naive_python_pairs": naive_py / res["ours_dry_run_s"],
                    "ratio_vs_naive_numpy_pairs": naive_np / res["ours_dry_run_s"],
                    "ratio_write_vs_naive_numpy_pairs": naive_np / res["ours_write_s"]}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_text(args.json, json.dumps(payload, indent=2) + "\n")
     return 0
 
 

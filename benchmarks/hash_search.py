@@ -1,4 +1,4 @@
-"""Benchmark: exact near-duplicate search over 64-bit perceptual hashes (cxrtool.hamming).
+"""Benchmark: exact near-duplicate search over 64-bit perceptual hashes (cxrtool.build.search).
 
 Random 64-bit codes plus planted near-duplicates (``--dup-frac`` of the rows are copies of
 another row with 1..radius random bit flips). For every size and radius it measures
@@ -30,7 +30,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from cxrtool import hamming as H  # noqa: E402
+from cxrtool.atomic import write_text  # noqa: E402
+from cxrtool.build import search as H  # noqa: E402
+from cxrtool.workers import available_cpus, default_workers  # noqa: E402
 
 
 def make_codes(n: int, radius: int, dup_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": available_cpus(),
         "machine": platform.machine(),
         "faiss": have_faiss(),
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     limits: dict[str, Any] = {}
     sample = rng.integers(0, 2**64 - 1, size=(args.numpy_n, 1), dtype=np.uint64, endpoint=True)
     t0 = time.perf_counter()
-    H._brute(sample, max(args.radii), H._workers())
+    H._brute(sample, max(args.radii), default_workers(cap=H._MAX_WORKERS))
     npy_s = time.perf_counter() - t0
     limits["numpy_pairs_per_s"] = args.numpy_n * (args.numpy_n - 1) / 2 / npy_s
     limits["numpy_n"] = args.numpy_n
@@ -233,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"load average at start {env['loadavg_start']}, at end {env['loadavg_end']}")
     print("\n".join(lines))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"env": env, "limits": limits, "rows": rows}, fh, indent=2)
+        write_text(args.json, json.dumps({"env": env, "limits": limits, "rows": rows}, indent=2))
     return 0 if all(r["planted_found"] == r["planted"] and r.get("exact", True) for r in rows) else 1
 
 

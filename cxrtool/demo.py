@@ -1,7 +1,7 @@
 """``cxrtool demo``: the whole pipeline on synthetic phantoms, nothing downloaded.
 
 Every step calls the same library function as its subcommand (no second implementation):
-phantom sources -> :func:`~cxrtool.dataset.build_dataset` -> :func:`~cxrtool.train.train`
+phantom sources -> :func:`~cxrtool.build.build_dataset` -> :func:`~cxrtool.train.train`
 (two small models) -> :func:`~cxrtool.ensemble.build_ensemble` ->
 :func:`~cxrtool.evaluate.evaluate` -> :func:`~cxrtool.gradcam.gradcam_files` ->
 :func:`~cxrtool.predict.predict_stream`.
@@ -47,14 +47,13 @@ class DemoResult:
 
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, say: Callable[[str], None] = lambda s: None) -> DemoResult:
     """Run every step into ``out`` (which must be empty or absent) and return what it made."""
-    from .dataset import BuildOptions, build_dataset
+    from .build import BuildOptions, Thresholds, build_dataset
     from .ensemble import build_ensemble
     from .evaluate import evaluate
     from .gradcam import gradcam_files
     from .imageio import iter_images
     from .inference import open_model
     from .predict import predict_stream
-    from .quality import Thresholds
     from .synthetic import write_source_tree
     from .train import TrainOptions, train
 

@@ -1,4 +1,4 @@
-"""build-dataset from Python: the CLI is a thin wrapper over cxrtool.dataset.build_dataset.
+"""build-dataset from Python: the CLI is a thin wrapper over cxrtool.build.build_dataset.
 
     python examples/build_dataset_api.py SOURCES OUT
 """
@@ -6,8 +6,7 @@
 import sys
 from pathlib import Path
 
-from cxrtool.dataset import BuildOptions, build_dataset
-from cxrtool.quality import Thresholds
+from cxrtool.build import BuildOptions, Thresholds, build_dataset
 
 srcs, out = [Path(p) for p in sys.argv[1:-1]], Path(sys.argv[-1])
 result = build_dataset(

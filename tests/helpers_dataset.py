@@ -7,27 +7,11 @@ import csv
 import hashlib
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from cxrtool import CLASSES
 from cxrtool.manifest import COLUMNS, MANIFEST_NAME
-
-
-def _phantom(label: str, seed: int, size: int) -> np.ndarray:
-    try:
-        from cxrtool.synthetic import make_phantom
-    except ImportError:  # fallback: a simple class-specific pattern
-        rng = np.random.default_rng(seed)
-        img = rng.normal(90, 12, (size, size))
-        third = size // 3
-        if label == "covid":
-            img[:, :third] += 80
-            img[:, -third:] += 80
-        elif label == "pneumonia":
-            img[third : 2 * third, third : 2 * third] += 100
-        return np.clip(img, 0, 255).astype(np.uint8)
-    return make_phantom(label, seed, size)
+from cxrtool.synthetic import make_phantom
 
 
 def make_dataset(
@@ -49,7 +33,7 @@ def make_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 k += 1
-                img = _phantom(label, k, size)
+                img = make_phantom(label, k, size)
                 rel = f"{split}/{label}/{label}-{k:05d}.png"
                 Image.fromarray(img, mode="L").save(root / rel)
                 data = (root / rel).read_bytes()

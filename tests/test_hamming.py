@@ -1,14 +1,16 @@
-"""Exactness tests for cxrtool.hamming against a naive all-pairs reference."""
+"""Exactness tests for the near-duplicate search (cxrtool.build.search) and the clusters built
+on it (cxrtool.build.dedup) against naive all-pairs and union-find references."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cxrtool import hamming as H
-from cxrtool.hamming import hamming_clusters, hamming_pairs, hamming_search, pack_hashes
+from cxrtool.build import search as H
+from cxrtool.build.dedup import components, find_duplicates
+from cxrtool.build.search import hamming_distance, hamming_pairs, hamming_search, pack_hashes
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -63,6 +65,14 @@ def make_codes(seed: int, n: int, words: int, dup_frac: float = 0.2, near_frac: 
     return codes
 
 
+def hash_clusters(codes: np.ndarray, radius: int) -> np.ndarray:
+    """Clusters by hash alone, through the public find_duplicates (every sha256/pixel key distinct)."""
+    codes = np.asarray(codes, dtype=np.uint64)
+    hexes = ["".join(f"{int(w):016x}" for w in row) for row in codes]
+    unique = [str(i) for i in range(len(codes))]
+    return find_duplicates(unique, unique, hexes, radius).cluster
+
+
 def check(codes: np.ndarray, radius: int, method: str) -> None:
     exp_p, exp_d = naive_pairs(codes, radius)
     got_p, got_d = hamming_pairs(codes, radius, method=method)
@@ -109,8 +119,7 @@ def test_any_valid_block_layout_is_exact(data: st.DataObject, seed: int, words: 
     """The pigeonhole + first-block de-duplication must be exact for every layout the planner could pick
     (blocks spanning word boundaries, dense and searchsorted key paths, skipped bits)."""
     blocks = data.draw(layouts(64 * words, radius))
-    if not blocks:
-        return
+    assume(blocks)
     codes = make_codes(seed, 150, words, flips=radius + 2)
     orig = H._plan
     H._plan = lambda u, r, rng: (blocks, 0.0, 1.0)
@@ -133,8 +142,9 @@ def test_many_identical_codes_are_grouped() -> None:
     key = pairs[:, 0] * len(codes) + pairs[:, 1]
     assert (np.diff(key) > 0).all() and (pairs[:, 0] < pairs[:, 1]).all()
     assert (codes[pairs[:, 0]] == codes[pairs[:, 1]]).all()
-    labels = hamming_clusters(codes, 0)
+    labels = hash_clusters(codes, 0)
     assert len(np.unique(labels)) == res.stats.n_unique
+    np.testing.assert_array_equal(labels, res.inverse)  # both numbered by first appearance
 
 
 def test_larger_set_mih_equals_brute() -> None:
@@ -153,48 +163,47 @@ def test_larger_set_mih_equals_brute() -> None:
 def test_clusters_match_union_find(seed: int, n: int, radius: int) -> None:
     codes = make_codes(seed, n, 1, flips=radius + 3)
     exp = naive_clusters(n, naive_pairs(codes, radius)[0])
-    got = hamming_clusters(codes, radius)
+    got = hash_clusters(codes, radius)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, exp)
 
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), m=st.integers(0, 80))
-def test_components_fallback_without_scipy(seed: int, n: int, m: int) -> None:
-    import sys
-
+def test_components_match_union_find(seed: int, n: int, m: int) -> None:
+    """The one connected-components helper (duplicate clusters and patient groups): same
+    partition as union-find, numbered by first appearance, so the labels are identical."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, n, m).astype(np.int64)
     b = rng.integers(0, n, m).astype(np.int64)
-    saved = sys.modules.get("scipy.sparse.csgraph")
-    sys.modules["scipy.sparse.csgraph"] = None  # type: ignore[assignment]  # forces ImportError
-    try:
-        lab = H._components(n, a, b)
-    finally:
-        if saved is None:
-            del sys.modules["scipy.sparse.csgraph"]
-        else:
-            sys.modules["scipy.sparse.csgraph"] = saved
-    ref = naive_clusters(n, np.stack([a, b], 1))
-    # same partition: the label maps are bijective
-    assert len(set(zip(lab.tolist(), ref.tolist()))) == len(set(ref.tolist())) == len(set(lab.tolist()))
+    lab = components(n, a, b)
+    assert lab.dtype == np.int64
+    np.testing.assert_array_equal(lab, naive_clusters(n, np.stack([a, b], 1)))
+
+
+def test_find_duplicates_links_bytes_and_pixels_as_well_as_hashes() -> None:
+    far = ["0" * 16, "f" * 16, "0f" * 8, "f0" * 8]  # pairwise 32 or 64 bits apart
+    dups = find_duplicates(["a", "b", "a", "c"], ["p", "q", "r", "q"], far, radius=4)
+    np.testing.assert_array_equal(dups.cluster, [0, 1, 0, 1])  # 0~2 by bytes, 1~3 by pixels
+    assert dups.exact_links == 2 and dups.hash_pairs == 0 and dups.n_clusters == 2
+    assert dups.distance(0, 2) == 32 and dups.distance(0, 1) == 64
 
 
 def test_edge_cases() -> None:
     empty = np.zeros((0, 1), dtype=np.uint64)
     p, d = hamming_pairs(empty, 5)
     assert p.shape == (0, 2) and d.shape == (0,)
-    assert hamming_clusters(empty, 5).shape == (0,)
+    assert hash_clusters(empty, 5).shape == (0,)
     one = np.array([[123]], dtype=np.uint64)
     assert hamming_pairs(one, 64)[0].shape == (0, 2)
-    np.testing.assert_array_equal(hamming_clusters(one, 3), [0])
+    np.testing.assert_array_equal(hash_clusters(one, 3), [0])
     # radius >= bits: every pair, with true distances
     codes = make_codes(1, 30, 1)
     for radius in (64, 100):
         p, d = hamming_pairs(codes, radius, method="auto")
         assert len(p) == 30 * 29 // 2
         np.testing.assert_array_equal(d, naive_pairs(codes, 64)[1])
-    np.testing.assert_array_equal(hamming_clusters(codes, 64), np.zeros(30, dtype=np.int64))
+    np.testing.assert_array_equal(hash_clusters(codes, 64), np.zeros(30, dtype=np.int64))
     # 1-D uint64 input is accepted as one word per row
     p1, _ = hamming_pairs(codes[:, 0], 10)
     np.testing.assert_array_equal(p1, hamming_pairs(codes, 10)[0])
@@ -204,12 +213,13 @@ def test_edge_cases() -> None:
         hamming_pairs(codes, 3, method="faiss")
 
 
-def test_popcount_fallback_matches() -> None:
-    x = np.random.default_rng(0).integers(0, 2**64 - 1, size=1000, dtype=np.uint64, endpoint=True)
-    x[:3] = [0, 2**64 - 1, 1]
-    ref = np.array([bin(int(v)).count("1") for v in x])
-    np.testing.assert_array_equal(H._popcount_swar(x), ref)
-    np.testing.assert_array_equal(H.popcount(x), ref)
+def test_hamming_distance_counts_bits() -> None:
+    x = np.random.default_rng(0).integers(0, 2**64 - 1, size=(1000, 2), dtype=np.uint64, endpoint=True)
+    x[:3] = [[0, 0], [2**64 - 1, 2**64 - 1], [1, 0]]
+    y = np.roll(x, 1, axis=0)
+    ref = np.array([bin(int(a0) ^ int(b0)).count("1") + bin(int(a1) ^ int(b1)).count("1") for (a0, a1), (b0, b1) in zip(x, y)])
+    np.testing.assert_array_equal(hamming_distance(x, y), ref)
+    np.testing.assert_array_equal(hamming_distance(x[:, 0], y[:, 0]), [bin(int(a) ^ int(b)).count("1") for a, b in zip(x[:, 0], y[:, 0])])
 
 
 def test_flip_masks_enumerate_the_ball() -> None:

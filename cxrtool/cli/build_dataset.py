@@ -1,4 +1,5 @@
-"""`cxrtool build-dataset`: a thin wrapper over :func:`cxrtool.dataset.build_dataset`."""
+"""`cxrtool build-dataset`: a thin wrapper over :func:`cxrtool.build.build_dataset` that
+draws its progress events as bars and its report as tables on stderr."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
 
+from .. import CLASSES
+from ..console import err, progress, warn
 from ..errors import UsageError
 from .app import app
+from .output import reader_may_leave
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -24,6 +29,10 @@ Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NOR
 Figure 1 with metadata.csv) are recognised; other folders are labelled by class-named
 sub-folders (covid, pneumonia, normal and aliases). Sources are never modified.
 """
+
+
+#: Progress bar titles of the pipeline's progress stages.
+STAGES = {"analyse": "Decoding and hashing", "write": "Writing images"}
 
 
 def _per_class(value: str) -> int | None:
@@ -76,11 +85,10 @@ def build_dataset(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the dataset path.")] = False,
 ) -> None:
     """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
-    from ..console import progress
-    from ..dataset import COPY_MODES, BuildOptions, build_dataset as build
-    from ..quality import Thresholds
-    from ..report import render_summary
-    from ..split import parse_split
+    from ..build import BuildOptions, Thresholds
+    from ..build import build_dataset as build
+    from ..build.split import parse_split
+    from ..build.types import COPY_MODES
 
     if len(paths) < 2:
         raise UsageError("give at least one SRC folder and the OUT folder")
@@ -100,20 +108,64 @@ def build_dataset(
         hash_name=hash_name,
         hash_size=hash_size,
         radius=radius,
-        thresholds=Thresholds(min_size, max_mean, max_bright, min_mean, max_dark, min_contrast, min_entropy),
+        thresholds=Thresholds(
+            min_size=min_size, max_mean=max_mean, max_bright_frac=max_bright, min_mean=min_mean,
+            max_dark_frac=max_dark, min_contrast=min_contrast, min_entropy=min_entropy,
+        ),
         label_map=label_map,
         labels_csv=_labels_csv(labels_csv),
         figures=figures,
     )
     with progress() as bar:
+        tasks: dict[str, int] = {}
 
-        def make_tick(description: str, total: int):
-            task = bar.add_task(description, total=total)
-            return lambda n=1: bar.advance(task, n)
+        def on_event(event: dict) -> None:
+            stage = event["stage"]
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=event["total"])
+            bar.update(tasks[stage], completed=event["done"])
 
-        result = build(srcs, out, options, progress=make_tick)
+        result = build(srcs, out, options, progress=on_event)
     render_summary(result.report)
-    if as_json:
-        typer.echo(json.dumps(result.report, indent=2))
-    elif not dry_run:
-        typer.echo(str(out))
+    with reader_may_leave():  # `--json | head`: the dataset is written; a closed pipe is no error
+        if as_json:
+            typer.echo(json.dumps(result.report, indent=2))
+        elif not dry_run:
+            typer.echo(str(out))
+
+
+def render_summary(report: dict) -> None:
+    """The human summary of a build report on stderr (rich tables, then warnings)."""
+    table = Table(title="Kept images per source and class")
+    table.add_column("source")
+    for c in CLASSES:
+        table.add_column(c, justify="right")
+    table.add_column("total", justify="right")
+    before = report["counts_before"]
+    for src, values in report["counts_after"].items():
+        table.add_row(src, *[f"{values[c]} / {before[src][c]}" for c in CLASSES], str(sum(values.values())))
+    err.print(table)
+    split_table = Table(title="Per split")
+    split_table.add_column("split")
+    for c in CLASSES:
+        split_table.add_column(c, justify="right")
+    for split, values in report["counts_per_split"].items():
+        split_table.add_row(split, *[str(values[c]) for c in CLASSES])
+    err.print(split_table)
+    excl = Table(title="Excluded")
+    excl.add_column("reason")
+    excl.add_column("images", justify="right")
+    for k, v in report["excluded_by_reason"].items():
+        excl.add_row(k, str(v))
+    for k, v in report["unlabelled_by_reason"].items():
+        excl.add_row(f"no label: {k}", str(v))
+    excl.add_row("junk (not images)", str(report["junk_skipped"]))
+    err.print(excl)
+    d, leak = report["duplicates"], report["leak_check"]
+    err.print(
+        f"duplicates: {d['images_dropped_as_duplicates']} dropped, {d['duplicate_pairs_across_sources']} cross-source pairs, "
+        f"{len(d['label_conflicts'])} label conflicts; near-duplicate pairs across splits: "
+        f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
+    )
+    for w in report["warnings"]:
+        warn(w)

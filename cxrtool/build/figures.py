@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import CLASSES
+from .. import CLASSES
+from ..errors import ImageLoadError
+from ..imageio import load_image
 from .quality import METRICS, reason_key
-
-if TYPE_CHECKING:
-    from .dataset import BuildResult, Candidate
+from .types import BuildResult, Candidate
 
 THUMB = 160
 
 
 def _pyplot():
+    """matplotlib, imported on first use: importing the build package must stay cheap."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,16 +28,13 @@ def _pyplot():
 
 
 def _thumb(path: Path) -> np.ndarray | None:
-    from .errors import ImageLoadError
-    from .imageio import load_image
-
     try:
         return load_image(path, draft=THUMB)
     except ImageLoadError:
         return None
 
 
-def _pick(cands: list["Candidate"], n: int) -> list["Candidate"]:
+def _pick(cands: list[Candidate], n: int) -> list[Candidate]:
     """n evenly spaced members of a sorted list (deterministic, not just the first few)."""
     cands = sorted(cands, key=lambda c: c.key)
     if len(cands) <= n:
@@ -46,7 +43,7 @@ def _pick(cands: list["Candidate"], n: int) -> list["Candidate"]:
     return [cands[i] for i in idx]
 
 
-def _sheet(rows: list[tuple[str, list["Candidate"]]], title: str, path: Path, caption) -> None:
+def _sheet(rows: list[tuple[str, list[Candidate]]], title: str, path: Path, caption) -> None:
     plt = _pyplot()
     ncols = max((len(r[1]) for r in rows), default=1) or 1
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols + 1.2, 2.15 * len(rows) + 0.6), squeeze=False)
@@ -72,7 +69,7 @@ def _sheet(rows: list[tuple[str, list["Candidate"]]], title: str, path: Path, ca
     plt.close(fig)
 
 
-def samples_sheet(result: "BuildResult", path: Path, per_cell: int = 3) -> None:
+def samples_sheet(result: BuildResult, path: Path, per_cell: int = 3) -> None:
     """Kept images per class (rows) and source (groups of columns), like the paper's Fig. 1."""
     kept = result.kept
     sources = sorted({c.item.source for c in kept})
@@ -86,7 +83,8 @@ def samples_sheet(result: "BuildResult", path: Path, per_cell: int = 3) -> None:
     _sheet(rows, "Kept images per class (columns: sources)", path, lambda c: f"{c.item.source[:18]}\n{c.split}")
 
 
-def excluded_sheet(result: "BuildResult", path: Path, per_reason: int = 6) -> None:
+def excluded_sheet(result: BuildResult, path: Path, per_reason: int = 6) -> None:
+    """A few excluded images per reason (balancing aside), so people can check the rules."""
     by_reason: dict[str, list] = defaultdict(list)
     for c in result.candidates:
         if c.reason and c.reason != "balanced out":
@@ -96,7 +94,8 @@ def excluded_sheet(result: "BuildResult", path: Path, per_reason: int = 6) -> No
     _sheet(rows, "Excluded images by reason", path, lambda c: f"{c.item.source[:18]}\n{Path(c.item.rel).name[:22]}")
 
 
-def exposure_histograms(result: "BuildResult", path: Path) -> None:
+def exposure_histograms(result: BuildResult, path: Path) -> None:
+    """One histogram per exposure metric over every decoded image, thresholds dashed."""
     plt = _pyplot()
     t = result.options.thresholds
     marks = {
@@ -133,7 +132,8 @@ def exposure_histograms(result: "BuildResult", path: Path) -> None:
     plt.close(fig)
 
 
-def dataset_figures(folder: Path, result: "BuildResult") -> None:
+def dataset_figures(folder: Path, result: BuildResult) -> None:
+    """samples.png, excluded.png and exposure.png into FOLDER."""
     samples_sheet(result, folder / "samples.png")
     excluded_sheet(result, folder / "excluded.png")
     exposure_histograms(result, folder / "exposure.png")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ...errors import UsageError
 from .base import CLASS_ALIASES, EXCLUDED_FOLDERS, SPLIT_FOLDERS, Item, LabelMap, Scan, SourceAdapter, child_dirs, normalise
 from .covid15k import Covid15k
 from .cpn import CovidPneumoniaNormal

@@ -1,21 +1,18 @@
-"""The build-dataset report: ``report.json`` for scripts, ``report.md`` and figures for
-people, and a rich summary on stderr. Also warns when a class comes mostly from one source."""
+"""The build-dataset report as data: the dict written to ``report.json`` (counts, exclusions,
+duplicates, leak check, metric distributions, warnings) and its ``report.md`` text. Warns when
+a class comes mostly from one source. Writing it is :mod:`cxrtool.build.write`'s job and the
+terminal summary is the CLI's."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter, defaultdict
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections import Counter
 
 import numpy as np
 
-from . import CLASSES, __version__
-from .manifest import SPLITS
+from .. import CLASSES, __version__
+from ..manifest import SPLITS
 from .quality import METRICS, reason_key
-
-if TYPE_CHECKING:
-    from .dataset import BuildResult
+from .types import BuildResult
 
 #: A class drawn from one source at this fraction or more gets a shortcut warning (with 2+ sources).
 DOMINANT_SOURCE = 0.8
@@ -25,7 +22,8 @@ def _table(counter: Counter, rows: list[str], cols: list[str]) -> dict[str, dict
     return {r: {c: int(counter.get((r, c), 0)) for c in cols} for r in rows}
 
 
-def build_report(result: "BuildResult", dup_stats: dict, balance_stats: dict, leak: dict) -> dict:
+def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict) -> dict:
+    """The report of a build (``report.json``) from its result and the statistics its steps returned."""
     opts = result.options
     cands = result.candidates
     kept = [c for c in cands if not c.reason]
@@ -105,6 +103,7 @@ def _md_table(title: str, table: dict[str, dict[str, int]]) -> list[str]:
 
 
 def markdown(report: dict) -> str:
+    """``report.md``: the report for people, with the figures linked."""
     o = report["options"]
     lines = [
         "# cxrtool dataset report",
@@ -170,53 +169,3 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_reports(folder: Path, result: "BuildResult") -> None:
-    (folder / "report.json").write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    (folder / "report.md").write_text(markdown(result.report), encoding="utf-8")
-    if result.options.figures:
-        from .figures import dataset_figures
-
-        dataset_figures(folder, result)
-
-
-def render_summary(report: dict) -> None:
-    """The human summary on stderr (rich tables)."""
-    from rich.table import Table
-
-    from .console import err, warn
-
-    table = Table(title="Kept images per source and class")
-    table.add_column("source")
-    for c in CLASSES:
-        table.add_column(c, justify="right")
-    table.add_column("total", justify="right")
-    before = report["counts_before"]
-    for src, values in report["counts_after"].items():
-        table.add_row(src, *[f"{values[c]} / {before[src][c]}" for c in CLASSES], str(sum(values.values())))
-    err.print(table)
-    split_table = Table(title="Per split")
-    split_table.add_column("split")
-    for c in CLASSES:
-        split_table.add_column(c, justify="right")
-    for split, values in report["counts_per_split"].items():
-        split_table.add_row(split, *[str(values[c]) for c in CLASSES])
-    err.print(split_table)
-    excl = Table(title="Excluded")
-    excl.add_column("reason")
-    excl.add_column("images", justify="right")
-    for k, v in report["excluded_by_reason"].items():
-        excl.add_row(k, str(v))
-    for k, v in report["unlabelled_by_reason"].items():
-        excl.add_row(f"no label: {k}", str(v))
-    excl.add_row("junk (not images)", str(report["junk_skipped"]))
-    err.print(excl)
-    d, leak = report["duplicates"], report["leak_check"]
-    err.print(
-        f"duplicates: {d['images_dropped_as_duplicates']} dropped, {d['duplicate_pairs_across_sources']} cross-source pairs, "
-        f"{len(d['label_conflicts'])} label conflicts; near-duplicate pairs across splits: "
-        f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
-    )
-    for w in report["warnings"]:
-        warn(w)

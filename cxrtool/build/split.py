@@ -11,8 +11,8 @@ import hashlib
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
-from .errors import UsageError
-from .manifest import SPLITS
+from ..errors import UsageError
+from ..manifest import SPLITS
 
 
 def parse_split(text: str) -> tuple[float, float, float]:

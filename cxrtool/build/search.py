@@ -27,7 +27,6 @@ the chunk size (about ``_CHUNK`` candidates per worker) plus the output itself.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,15 +36,15 @@ from typing import Any
 
 import numpy as np
 
+from ..workers import default_workers
+
 __all__ = [
     "HammingSearch",
     "SearchStats",
-    "hamming_clusters",
     "hamming_distance",
     "hamming_pairs",
     "hamming_search",
     "pack_hashes",
-    "popcount",
 ]
 
 #: Candidate pairs verified at once; bounds the transient memory of one worker (~50 B each).
@@ -61,6 +60,8 @@ _MAX_MASKS = 1 << 21
 #: When brute force is predicted to take less than this (modelled seconds), "auto" skips the
 #: planner (which itself costs ~0.05-0.1 s) and brute-forces.
 _BRUTE_FAST = 0.05
+#: At most this many search threads, however many cores there are.
+_MAX_WORKERS = 8
 
 # Cost model constants, seconds per unit on one core, measured on the development machine
 # (2-core AMD EPYC VM, numpy 2.4); only their ratios matter for the plan.
@@ -71,43 +72,15 @@ _C_BRUTE = 4.0e-9  # one pair of the tiled brute force, per 64-bit word
 _C_BLOCK = 4.7e-7  # per code and block: key extraction, sort, bucket bookkeeping
 
 _U64 = np.uint64
-_M1 = _U64(0x5555555555555555)
-_M2 = _U64(0x3333333333333333)
-_M4 = _U64(0x0F0F0F0F0F0F0F0F)
-_H01 = _U64(0x0101010101010101)
-
-
-def _popcount_swar(x: np.ndarray) -> np.ndarray:
-    """SWAR popcount for numpy < 2 (no ``np.bitwise_count``)."""
-    x = np.asarray(x, dtype=np.uint64)
-    x = x - ((x >> _U64(1)) & _M1)
-    x = (x & _M2) + ((x >> _U64(2)) & _M2)
-    x = (x + (x >> _U64(4))) & _M4
-    return ((x * _H01) >> _U64(56)).astype(np.uint8)
-
-
-def popcount(x: np.ndarray) -> np.ndarray:
-    """Bit count of each uint64 element (uint8); uses ``np.bitwise_count`` when numpy has it."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(np.asarray(x, dtype=np.uint64))
-    return _popcount_swar(x)
-
-
-def _popcount_into(x: np.ndarray, out: np.ndarray) -> None:
-    """popcount(x) written into ``out`` (no temporaries on numpy >= 2)."""
-    if hasattr(np, "bitwise_count"):
-        np.bitwise_count(x, out=out, casting="unsafe")
-    else:
-        out[...] = _popcount_swar(x)
 
 
 def _rowdist(x: np.ndarray) -> np.ndarray:
     """Hamming weight of XORed codes: 1-D (one word) or (k, words) -> (k,) int."""
     if x.ndim == 1:
-        return popcount(x)
-    out = popcount(x[:, 0]).astype(np.uint16)
+        return np.bitwise_count(x)
+    out = np.bitwise_count(x[:, 0]).astype(np.uint16)
     for w in range(1, x.shape[1]):
-        out += popcount(x[:, w])
+        out += np.bitwise_count(x[:, w])
     return out
 
 
@@ -250,14 +223,6 @@ class HammingSearch:
 # Helpers
 
 
-def _workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
-
-
 def _run_tasks(tasks: Iterable[Callable[[], Any]], workers: int) -> list[Any]:
     """Run zero-arg callables on a thread pool with a bounded number in flight (memory)."""
     results: list[Any] = []
@@ -370,13 +335,13 @@ def _brute(u: np.ndarray, radius: int, workers: int) -> tuple[list[tuple[np.ndar
             x, d, hit = xbuf[:, :k], dbuf[:, :k], hbuf[:, :k]
             if words == 1:
                 np.bitwise_xor(rows[:, None], flat[None, c0:c1], out=x)
-                _popcount_into(x, d)
+                np.bitwise_count(x, out=d, casting="unsafe")
             else:
                 d[...] = 0
                 for w in range(words):
                     np.bitwise_xor(rows[:, None, w], flat[None, c0:c1, w], out=x)
                     tb = tbuf[:, :k]
-                    _popcount_into(x, tb)
+                    np.bitwise_count(x, out=tb, casting="unsafe")
                     np.add(d, tb, out=d)
             np.less_equal(d, radius, out=hit)
             if c0 < r1:  # diagonal tile: keep j > i only
@@ -429,7 +394,7 @@ def _mih_block(
             xk = x[keep]
             ok = np.ones(len(keep), dtype=bool)
             for s0, sz, tt in earlier:
-                ok &= popcount(_extract(xk, s0, sz)) > tt
+                ok &= np.bitwise_count(_extract(xk, s0, sz)) > tt
             keep = keep[ok]
         a, b = order[pa[keep]], order[pb[keep]]
         return np.minimum(a, b), np.maximum(a, b), d[keep].astype(np.int64), len(pa)
@@ -674,7 +639,7 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
     bits = 64 * words
     u, inv, first, counts = _groups(arr)
     nu = len(u)
-    workers = _workers()
+    workers = default_workers(cap=_MAX_WORKERS)
     blocks: list[tuple[int, int, int]] = []
     est = 0.0
     used = "trivial"
@@ -767,52 +732,10 @@ def hamming_pairs(
     Returns ``(pairs, distances)``: pairs (k, 2) int64 sorted lexicographically, distances
     (k,) int64; with ``return_stats=True`` a :class:`SearchStats` is appended. ``radius=0``
     finds identical hashes. The pair list can be quadratic in the size of groups of identical
-    hashes; use :func:`hamming_search` or :func:`hamming_clusters` when that matters.
+    hashes; use :func:`hamming_search` when that matters.
     """
     res = hamming_search(codes, radius, method=method)
     pairs, dist = _expand_groups(res)
     if return_stats:
         return pairs, dist, res.stats
     return pairs, dist
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component labels (arbitrary numbering) of an undirected edge list."""
-    try:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-    except ImportError:  # pragma: no cover - scipy ships with scikit-learn
-        lab = np.arange(n, dtype=np.int64)
-        while True:  # min-label propagation with pointer jumping
-            new = lab.copy()
-            np.minimum.at(new, a, lab[b])
-            np.minimum.at(new, b, lab[a])
-            np.minimum.at(new, lab, new)
-            while True:
-                nxt = new[new]
-                if np.array_equal(nxt, new):
-                    break
-                new = nxt
-            if np.array_equal(new, lab):
-                return lab
-            lab = new
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
-
-
-def hamming_clusters(codes: np.ndarray, radius: int, *, method: str = "auto") -> np.ndarray:
-    """Connected components of the "within ``radius``" graph, as (n,) int64 labels.
-
-    Labels are numbered 0, 1, ... in order of first appearance, so they are deterministic.
-    Works on groups of identical codes, so huge duplicate groups cost nothing extra.
-    """
-    res = hamming_search(codes, radius, method=method)
-    nu = len(res.first)
-    if nu == 0:
-        return np.zeros(0, dtype=np.int64)
-    comp = _components(nu, res.pairs[:, 0], res.pairs[:, 1])
-    row_comp = comp[res.inverse]
-    _, first, inv = np.unique(row_comp, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inv.reshape(-1)]

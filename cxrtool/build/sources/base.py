@@ -3,15 +3,16 @@ to the shared label space. An adapter for a new public source is a short subclas
 
 from __future__ import annotations
 
-import json
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
-from ..labels import CLASS_ALIASES, normalise  # noqa: F401  (re-exported for adapters)
-from ..imageio import IMAGE_EXTENSIONS, is_junk
+from ... import CLASSES
+from ...errors import UsageError
+from ...imageio import IMAGE_EXTENSIONS, is_junk
+from ...labels import CLASS_ALIASES, normalise  # noqa: F401  (re-exported for adapters)
 
 #: Known folders that are deliberately not one of the three classes.
 EXCLUDED_FOLDERS: dict[str, str] = {
@@ -56,8 +57,6 @@ class LabelMap:
     @classmethod
     def load(cls, path: Path | None) -> "LabelMap":
         """Read a JSON object or a two-column CSV (folder,label); ``exclude`` drops a folder."""
-        from .. import CLASSES
-
         if path is None:
             return cls({})
         if not path.is_file():

@@ -1,94 +1,32 @@
-"""``build-dataset``: scan sources, decode each image once, quality-filter, de-duplicate,
-balance, split by group, and write the dataset atomically. No Keras, no JAX.
+"""``build-dataset`` from start to end: scan sources, decode each image once, quality-filter,
+de-duplicate, group, balance, split, check for leaks, report, then write. No Keras, no JAX.
 
-The pipeline is a sequence of plain functions over a list of :class:`Candidate` rows; each
-step marks rows excluded with a reason, so ``excluded.csv`` accounts for every file.
+The steps are plain functions over one list of :class:`Candidate` rows; each marks the rows
+it drops with a reason, so ``excluded.csv`` accounts for every file. The algorithms they
+apply (metrics, hashing, pair search, clustering, balancing, splitting) live in their own
+modules and work on plain lists.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import shutil
-import tempfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES, __version__
-from .analyse import Analysis, analyse_files
-from .dedup import find_duplicates, get_hasher
-from .errors import UsageError
-from .hamming import hamming_pairs, pack_hashes
-from .manifest import COLUMNS, MANIFEST_NAME, SPLITS
-from .quality import METRICS, Thresholds, problems
-from .sources import Item, LabelMap, Scan, scan_sources
-from .split import assign_splits, balance, stable_key
-
-EXCLUDED_COLUMNS = ("source", "source_file", "label", "reason", "detail", "duplicate_of", "distance", "sha256")
-COPY_MODES = ("copy", "hardlink", "png")
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Every knob of build-dataset; the CLI maps options 1:1 onto these fields."""
-
-    per_class: int | None = None  # None: keep natural class counts
-    split: tuple[float, float, float] = (0.70, 0.15, 0.15)
-    seed: int = 0
-    workers: int | None = None  # None: all cores
-    dry_run: bool = False
-    overwrite: bool = False
-    mode: str = "copy"  # copy | hardlink | png
-    png_size: int | None = None  # with mode png: longest side, None keeps the size
-    even_sources: bool = False
-    hash_name: str = "phash"
-    hash_size: int = 16
-    radius: int | None = None  # None: 1/8 of the hash bits (32 of 256)
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    label_map: Path | None = None
-    labels_csv: dict[str, Path] = field(default_factory=dict)
-    figures: bool = True
-
-    def hash_radius(self) -> int:
-        bits = self.hash_size * self.hash_size
-        return self.radius if self.radius is not None else bits // 8
-
-
-@dataclass
-class Candidate:
-    """One labelled image moving through the pipeline."""
-
-    item: Item
-    analysis: Analysis = field(default_factory=Analysis)
-    reason: str = ""  # set when excluded
-    detail: str = ""
-    duplicate_of: str = ""
-    distance: str = ""
-    cluster: int = -1
-    group: str = ""
-    split: str = ""
-    file: str = ""  # path inside OUT
-
-    @property
-    def key(self) -> str:
-        return f"{self.item.source}/{self.item.rel}"
-
-
-@dataclass
-class BuildResult:
-    out: Path
-    options: BuildOptions
-    scans: list[Scan]
-    candidates: list[Candidate]
-    report: dict
-
-    @property
-    def kept(self) -> list[Candidate]:
-        return [c for c in self.candidates if not c.reason]
+from .. import CLASSES
+from ..errors import UsageError
+from ..progress import ProgressFn
+from .analyse import analyse_files
+from .dedup import components, find_duplicates
+from .hashing import get_hasher
+from .quality import Thresholds, problems
+from .report import build_report
+from .search import hamming_pairs, pack_hashes
+from .sources import LabelMap, scan_sources
+from .split import assign_splits, balance
+from .types import BuildOptions, BuildResult, Candidate
+from .write import write_dataset
 
 
 # ---------------------------------------------------------------- checks
@@ -115,6 +53,7 @@ def check_paths(srcs: list[Path], out: Path, overwrite: bool, dry_run: bool) -> 
 
 
 def quality_step(cands: list[Candidate], t: Thresholds) -> None:
+    """Drop unreadable files and those failing a size or exposure rule (first reason wins)."""
     for c in cands:
         a = c.analysis
         if a.error:
@@ -180,39 +119,26 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
 def group_step(cands: list[Candidate]) -> None:
     """Group id = connected component of (duplicate cluster) and (source, patient) links, over
     every image that entered de-duplication, so dropped copies still link their patients."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    for c in cands:
-        if c.cluster < 0:
-            continue
-        node = f"c{c.cluster:08d}"
-        find(node)
+    entered = [c for c in cands if c.cluster >= 0]
+    if not entered:
+        return
+    n_clusters = max(c.cluster for c in entered) + 1
+    patients: dict[str, int] = {}  # patient -> its node, numbered after the cluster nodes
+    edges_a, edges_b = [], []
+    for c in entered:
         if c.item.patient:
-            union(node, f"p:{c.item.source}:{c.item.patient}")
-    for c in cands:
-        if c.cluster >= 0:
-            c.group = find(f"c{c.cluster:08d}")
-    # readable, deterministic names: g00001... in order of the first kept member
-    names: dict[str, str] = {}
-    for c in sorted((c for c in cands if c.cluster >= 0), key=lambda c: c.key):
-        names.setdefault(c.group, f"g{len(names) + 1:06d}")
-    for c in cands:
-        if c.group:
-            c.group = names[c.group]
+            node = patients.setdefault(f"{c.item.source}:{c.item.patient}", n_clusters + len(patients))
+            edges_a.append(c.cluster)
+            edges_b.append(node)
+    component = components(n_clusters + len(patients), edges_a, edges_b)
+    # readable, deterministic names: g000001... in (source, path) order of first member
+    names: dict[int, str] = {}
+    for c in sorted(entered, key=lambda c: c.key):
+        c.group = names.setdefault(int(component[c.cluster]), f"g{len(names) + 1:06d}")
 
 
 def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
+    """Down-sample each class to ``per_class`` (never up); report classes that fall short."""
     live = [c for c in cands if not c.reason]
     keep = set(
         balance(
@@ -234,6 +160,7 @@ def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
 
 
 def split_step(cands: list[Candidate], options: BuildOptions) -> None:
+    """Assign each kept image its split (whole groups together) and its file name in OUT."""
     live = [c for c in cands if not c.reason]
     splits = assign_splits([c.item.label for c in live], [c.group for c in live], options.split, options.seed)
     used: set[str] = set()
@@ -279,121 +206,17 @@ def leak_check(cands: list[Candidate], radius: int) -> dict:
     }
 
 
-# ---------------------------------------------------------------- writing
-
-
-def manifest_rows(cands: list[Candidate]) -> list[dict[str, str]]:
-    rows = []
-    for c in sorted((c for c in cands if not c.reason), key=lambda c: c.file):
-        a = c.analysis
-        q = a.quality.as_dict()
-        rows.append(
-            {
-                "file": c.file,
-                "label": c.item.label,
-                "split": c.split,
-                "source": c.item.source,
-                "source_file": c.item.rel,
-                "group": c.group,
-                "patient": c.item.patient,
-                "sha256": a.sha256,
-                "phash": a.hash,
-                "width": str(a.width),
-                "height": str(a.height),
-                **{m: f"{q[m]:.5f}" for m in METRICS},
-            }
-        )
-    return rows
-
-
-def excluded_rows(scans: list[Scan], cands: list[Candidate]) -> list[dict[str, str]]:
-    rows = []
-    for scan in scans:
-        for item in scan.items:
-            if item.label is None:
-                rows.append({"source": item.source, "source_file": item.rel, "label": "", "reason": "no label", "detail": item.reason})
-    for c in cands:
-        if c.reason:
-            rows.append(
-                {
-                    "source": c.item.source,
-                    "source_file": c.item.rel,
-                    "label": c.item.label or "",
-                    "reason": c.reason,
-                    "detail": c.detail,
-                    "duplicate_of": c.duplicate_of,
-                    "distance": c.distance,
-                    "sha256": c.analysis.sha256,
-                }
-            )
-    rows.sort(key=lambda r: (r["source"], r["source_file"]))
-    return rows
-
-
-def _csv_text(columns, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _place_image(c: Candidate, dest: Path, options: BuildOptions) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if options.mode == "hardlink":
-        try:
-            os.link(c.item.path, dest)
-            return
-        except OSError:
-            pass  # another file system: fall back to a copy
-    if options.mode == "png":
-        from PIL import Image
-
-        from .imageio import load_image
-
-        im = Image.fromarray(load_image(c.item.path), mode="L")
-        if options.png_size:
-            im.thumbnail((options.png_size, options.png_size), Image.Resampling.LANCZOS)
-        im.save(dest, format="PNG")
-        return
-    shutil.copyfile(c.item.path, dest)
-
-
-def write_dataset(out: Path, result: BuildResult, on_file=None) -> None:
-    """Write into a temporary sibling folder, then rename: an interrupted run leaves no
-    folder that looks like a finished dataset."""
-    from .report import write_reports
-
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        for c in result.kept:
-            _place_image(c, tmp / c.file, result.options)
-            if on_file:
-                on_file(1)
-        (tmp / "excluded.csv").write_text(_csv_text(EXCLUDED_COLUMNS, excluded_rows(result.scans, result.candidates)), encoding="utf-8")
-        write_reports(tmp, result)
-        # manifest last: its presence marks a complete dataset
-        (tmp / MANIFEST_NAME).write_text(_csv_text(COLUMNS, manifest_rows(result.candidates)), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # ---------------------------------------------------------------- entry point
 
 
-def build_dataset(srcs: list[Path], out: Path, options: BuildOptions | None = None, progress=None) -> BuildResult:
-    """Build a dataset from SRC folders into OUT. ``progress(description, total)`` returns a
-    callable that advances a bar (the CLI passes rich; the library default is silent)."""
+def build_dataset(
+    srcs: list[Path], out: Path, options: BuildOptions | None = None, progress: ProgressFn | None = None
+) -> BuildResult:
+    """Build a dataset from SRC folders into OUT (nothing written with ``dry_run``).
+
+    PROGRESS receives ``analyse`` events while images are decoded and ``write`` events while
+    they are placed (see :mod:`cxrtool.progress`); the report is ``result.report``.
+    """
     options = options or BuildOptions()
     srcs = [Path(s) for s in srcs]
     out = Path(out)
@@ -403,8 +226,7 @@ def build_dataset(srcs: list[Path], out: Path, options: BuildOptions | None = No
     cands = [Candidate(item) for scan in scans for item in scan.items if item.label]
     if not cands:
         raise UsageError(f"no labelled images found in {', '.join(map(str, srcs))}")
-    tick = progress("Decoding and hashing", len(cands)) if progress else None
-    results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, tick)
+    results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, progress)
     for c, a in zip(cands, results):
         c.analysis = a
     quality_step(cands, options.thresholds)
@@ -413,11 +235,8 @@ def build_dataset(srcs: list[Path], out: Path, options: BuildOptions | None = No
     group_step(cands)
     balance_stats = balance_step(cands, options)
     split_step(cands, options)
-    from .report import build_report
-
     result = BuildResult(out, options, scans, cands, {})
     result.report = build_report(result, dup_stats, balance_stats, leak_check(cands, radius))
     if not options.dry_run:
-        tick = progress("Writing images", len(result.kept)) if progress else None
-        write_dataset(out, result, tick)
+        write_dataset(out, result, progress)
     return result

@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .. import CLASSES
-from ..errors import UsageError
+from ... import CLASSES
+from ...errors import UsageError
 from .base import CLASS_ALIASES, SourceAdapter, normalise
 
 _FINDINGS = {"covid19": "covid", "covid": "covid", "pneumonia": "pneumonia", "nofinding": "normal", "normal": "normal"}

@@ -4,35 +4,23 @@ perceptual hash and the exposure metrics. Runs in worker processes (no Keras, no
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import dataclass
+import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .dedup import get_hasher
-from .errors import ImageLoadError
-from .imageio import read_image
-from .quality import WORK_SIZE, Quality, measure
+from ..errors import ImageLoadError
+from ..imageio import read_image
+from ..progress import ProgressFn, report
+from ..workers import default_workers
+from .hashing import get_hasher
+from .quality import WORK_SIZE, measure
+from .types import Analysis
 
 #: JPEGs are decoded at the smallest power-of-two scale keeping both sides >= this: the hash
 #: needs 4 x hash_size px (64 for the default 16) and exposure histograms need no more.
 DRAFT_SIZE = 64
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """What one decode of one file tells (``error`` set: the file could not be read)."""
-
-    sha256: str = ""
-    pixel_sha: str = ""
-    hash: str = ""
-    width: int = 0
-    height: int = 0
-    quality: Quality | None = None
-    error: str = ""
-    error_kind: str = ""
 
 
 def analyse_file(path: Path, hash_name: str = "phash", hash_size: int = 8) -> Analysis:
@@ -65,30 +53,22 @@ def _analyse_task(args: tuple[str, str, int]) -> Analysis:
     return analyse_file(Path(args[0]), args[1], args[2])
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def analyse_files(paths: list[Path], hash_name: str, hash_size: int, workers: int | None, on_done=None) -> list[Analysis]:
-    """Analyse many files in parallel, results in input order; ``on_done(n)`` reports progress."""
+def analyse_files(
+    paths: list[Path], hash_name: str, hash_size: int, workers: int | None, progress: ProgressFn | None = None
+) -> list[Analysis]:
+    """Analyse many files in parallel, results in input order; one ``analyse`` progress event per file."""
     tasks = [(str(p), hash_name, hash_size) for p in paths]
-    workers = workers or default_workers()
+    workers = default_workers(requested=workers)
+    total = len(tasks)
     results: list[Analysis] = []
-    if workers <= 1 or len(tasks) < 64:
+    if workers <= 1 or total < 64:
         for task in tasks:
             results.append(_analyse_task(task))
-            if on_done:
-                on_done(1)
+            report(progress, "analyse", len(results), total)
         return results
-    import multiprocessing as mp
-
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     with ctx.Pool(workers) as pool:
         for result in pool.imap(_analyse_task, tasks, chunksize=32):
             results.append(result)
-            if on_done:
-                on_done(1)
+            report(progress, "analyse", len(results), total)
     return results
