@@ -29,7 +29,10 @@ def _use_persistent_jax_cache() -> None:
         os.environ.setdefault(name, value)
     cache_dir = os.environ["JAX_COMPILATION_CACHE_DIR"]
     if cache_dir:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)  # a fresh clone has no .cache/ yet
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)  # a fresh clone has no .cache/ yet
+        except OSError:  # a read-only checkout: run without the cache rather than not at all
+            cache_dir = os.environ["JAX_COMPILATION_CACHE_DIR"] = ""
     if "jax" in sys.modules:  # imported by a plugin before this file: its flags were read already
         import jax
 
