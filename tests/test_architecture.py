@@ -31,12 +31,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "cxrtool"
 
 @dataclass(frozen=True)
 class Edge:
-    """``source`` imports ``target`` at ``line`` (``lazy``: inside a function or TYPE_CHECKING)."""
+    """``source`` imports ``target`` at ``line``; ``hidden``: "in a function", "TYPE_CHECKING" or ""."""
 
     source: str
     target: str
     line: int
-    lazy: bool
+    hidden: str
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -62,21 +62,29 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def _lazy_lines(tree: ast.Module) -> set[int]:
-    """Line numbers of import statements inside functions or ``if TYPE_CHECKING:`` blocks."""
-    lines: set[int] = set()
-
-    def mark(node: ast.AST) -> None:
+def _hidden_lines(tree: ast.Module) -> dict[int, str]:
+    """Line -> why, for import statements inside functions or ``if TYPE_CHECKING:`` blocks."""
+    lines: dict[int, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            why = "in a function"
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            why = "TYPE_CHECKING"
+        else:
+            continue
         for sub in ast.walk(node):
             if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                lines.add(sub.lineno)
-
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            mark(node)
-        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            mark(node)
+                lines.setdefault(sub.lineno, why)
     return lines
+
+
+def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The module a ``from X import ...`` reads from, relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    parts = (module if is_package else module.rpartition(".")[0]).split(".")
+    parts = parts[: len(parts) - (node.level - 1)]
+    return ".".join(parts + ([node.module] if node.module else []))
 
 
 def import_edges(root: Path) -> list[Edge]:
@@ -85,35 +93,29 @@ def import_edges(root: Path) -> list[Edge]:
     edges: list[Edge] = []
     for module, path in modules.items():
         is_package = path.name == "__init__.py"
-        before = _enclosing_packages(module, is_package)
+        already_run = _enclosing_packages(module, is_package)
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        lazy = _lazy_lines(tree)
+        hidden = _hidden_lines(tree)
         for node in ast.walk(tree):
-            targets: set[str] = set()
+            names_from: set[str] = set()  # packages whose __init__ this statement reads names from
             if isinstance(node, ast.Import):
-                for alias in node.names:
-                    targets.update(_with_parents(alias.name))
+                targets = {t for alias in node.names for t in _with_parents(alias.name)}
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    package = module if is_package else module.rpartition(".")[0]
-                    base_parts = package.split(".")
-                    base_parts = base_parts[: len(base_parts) - (node.level - 1)]
-                    base = ".".join(base_parts + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
-                targets.update(_with_parents(base))
+                base = _from_base(module, is_package, node)
+                targets = set(_with_parents(base))
                 for alias in node.names:
-                    sub = f"{base}.{alias.name}"
-                    if sub in modules:
-                        targets.add(sub)  # a submodule: the package is only passed through
+                    if f"{base}.{alias.name}" in modules:
+                        targets.add(f"{base}.{alias.name}")  # a submodule: ``base`` only passed through
                     else:
-                        before = before - {base}  # a name defined in the package's __init__
+                        names_from.add(base)  # a name (or ``*``) defined in base's __init__
             else:
                 continue
             for target in sorted(targets):
-                if target in modules and target != module and target not in before:
-                    edges.append(Edge(module, target, node.lineno, node.lineno in lazy))
-            before = _enclosing_packages(module, is_package)
+                if target not in modules or target == module:
+                    continue
+                if target in already_run and target not in names_from:
+                    continue
+                edges.append(Edge(module, target, node.lineno, hidden.get(node.lineno, "")))
     return edges
 
 
@@ -206,12 +208,12 @@ def find_cycles(edges: list[Edge]) -> list[list[str]]:
 
 
 def describe(cycle: list[str], edges: list[Edge]) -> str:
-    """``a -> b -> a``, then every import between the modules of its tangle (line, lazy or not)."""
+    """``a -> b -> a``, then every import between the modules of its tangle (line, and whether hidden)."""
     members = next(t for t in tangles(edges) if cycle[0] in t)
     steps = []
     for source, target in sorted({(e.source, e.target) for e in edges if {e.source, e.target} <= members}):
-        where = sorted({(e.line, e.lazy) for e in edges if e.source == source and e.target == target})
-        lines = ", ".join(f"line {line}{' (lazy)' if lazy else ''}" for line, lazy in where)
+        where = sorted({(e.line, e.hidden) for e in edges if e.source == source and e.target == target})
+        lines = ", ".join(f"line {line}{f' ({hidden})' if hidden else ''}" for line, hidden in where)
         steps.append(f"    {source} imports {target}: {lines}")
     return " -> ".join(cycle) + "\n" + "\n".join(steps)
 
@@ -268,8 +270,12 @@ def test_walker_resolves_relative_absolute_lazy_and_type_checking_imports(tmp_pa
         ("pkg.sub.c", "pkg.b"),
         ("pkg.sub.c", "pkg.sub.helper"),  # its own package only passed through: no edge
     }
-    lazy = {(e.source, e.target) for e in edges if e.lazy}
-    assert lazy == {("pkg.b", "pkg.sub"), ("pkg.b", "pkg.sub.c"), ("pkg.d", "pkg.e")}
+    hidden = {(e.source, e.target, e.hidden) for e in edges if e.hidden}
+    assert hidden == {
+        ("pkg.b", "pkg.sub", "in a function"),
+        ("pkg.b", "pkg.sub.c", "in a function"),
+        ("pkg.d", "pkg.e", "TYPE_CHECKING"),
+    }
     assert {e.line for e in edges if e.source == "pkg.d"} == {3}
 
 
@@ -288,8 +294,8 @@ def test_cycle_hidden_in_a_function_is_found(tmp_path):
     cycles = find_cycles(edges)
     assert cycles == [["pkg.dataset", "pkg.report", "pkg.figures", "pkg.dataset"]]
     text = describe(cycles[0], edges)
-    assert "pkg.figures imports pkg.dataset: line 2 (lazy)" in text
-    assert "pkg.report imports pkg.figures: line 3 (lazy)" in text
+    assert "pkg.figures imports pkg.dataset: line 2 (in a function)" in text
+    assert "pkg.report imports pkg.figures: line 3 (TYPE_CHECKING)" in text
 
 
 def test_cycle_through_a_package_init_is_found(tmp_path):
