@@ -5,7 +5,8 @@ models run after run, so compiled executables are kept on disk in ``<repo>/.cach
 (ignored by git) and reused by the next run on this machine. The settings are environment
 variables, set before any test module imports JAX, so subprocesses the tests start (the CLI
 run as ``python -m cxrtool ...``) use the same cache. A value already in the environment
-wins; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns the cache off.
+wins; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns the cache off. The cache is not size-capped
+(JAX needs the ``filelock`` package for that): ``rm -rf .cache/jax`` empties it.
 """
 
 from __future__ import annotations
