@@ -56,7 +56,6 @@ def save(im: Image.Image, path: Path, **kw) -> Path:
 
 
 def assert_gray_uint8(img: LoadedImage, h: int, w: int) -> None:
-    assert isinstance(img, LoadedImage)
     assert img.pixels.dtype == np.uint8
     assert img.pixels.ndim == 2
     assert img.pixels.shape == (h, w)
