@@ -14,18 +14,20 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report
-from .evalset import load_set_images, open_eval_set
+from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
 from .outputs import write_outputs
 
 
 def _labels(names: Sequence[str]) -> list[str]:
+    """A short unique label per model: the name, or a path's file stem (``-2``, ``-3`` on clashes)."""
     out: list[str] = []
     for name in names:
         base = Path(name).stem if (name.endswith(".keras") or "/" in name or os.sep in name) else name
@@ -68,10 +70,6 @@ def evaluate(
     ``metrics.json``, ``report.md``, ``predictions.csv`` and the PNGs there (paths in
     ``doc["files"]``). Every user error is a :class:`~cxrtool.errors.CxrError`, raised before
     any model runs."""
-    from ..artifact import read_info
-    from ..manifest import fingerprint_file
-    from ..resolve import resolve_model
-
     if not models:
         raise UsageError("give at least one --model")
     if batch_size < 1:
@@ -82,20 +80,8 @@ def evaluate(
         raise UsageError("--bins must be at least 1")
     es = open_eval_set(data, split)
     classes = list(es.classes)
+    refs = _check_models([str(m) for m in models], models_dir, es)
 
-    # ---- models: resolve and check the classes before loading anything ----------------
-    names = [str(m) for m in models]
-    refs = []
-    for name, label in zip(names, _labels(names)):
-        path = resolve_model(name, models_dir)
-        info = read_info(path)
-        if set(info.classes) != set(classes) or len(info.classes) != len(classes):
-            raise ModelFormatError(
-                f"model {label} predicts {', '.join(info.classes)} but {es.root} has classes {', '.join(classes)}"
-            )
-        refs.append((label, path, info))
-
-    # ---- images -------------------------------------------------------------------------
     sizes = sorted({info.image_size for _, _, info in refs})
     report(progress, "load", 0, len(es.items),
            message=f"reading {len(es.items)} images of {es.root}" + (f" ({es.split} split)" if es.split else ""))
@@ -108,10 +94,6 @@ def evaluate(
     groups = [it.group for it in kept]
     sources = [it.source for it in kept]
 
-    # ---- predictions ----------------------------------------------------------------------
-    from ..artifact import load_model
-    from ..inference import predict_batches
-
     predictions: dict[str, np.ndarray] = {}
     docs: dict[str, dict] = {}
     curves: dict[str, dict] = {}
@@ -119,39 +101,13 @@ def evaluate(
     if failures:
         warnings.append(f"{len(failures)} of {len(es.items)} images could not be read and were excluded (listed under unreadable)")
     for label, path, info in refs:
-        x = arrays[info.image_size]
-        report(progress, "predict", 0, len(x), model=label,
-               message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
-        loaded = load_model(path)
-        batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
-        chunks = []
-        for chunk in predict_batches(loaded, batches):
-            chunks.append(chunk)
-            report(progress, "predict", sum(len(c) for c in chunks), len(x), model=label)
-        probs = np.concatenate(chunks)
-        probs = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
-        predictions[label] = probs
-        metrics, model_curves = compute_metrics(y, probs, classes, groups=groups, sources=sources,
-                                                n_boot=n_boot, seed=seed, n_bins=n_bins)
-        curves[label] = model_curves
-        same = info.dataset_fingerprint is not None and info.dataset_fingerprint == es.fingerprint
-        if same and es.split in ("train", "val"):
+        probs = _predict(label, path, info, arrays[info.image_size], batch_size, progress)
+        predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
+        metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
+                                                 n_boot=n_boot, seed=seed, n_bins=n_bins)
+        docs[label] = _model_entry(path, info, metrics, es.fingerprint)
+        if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
             warnings.append(f"{label} was trained on this dataset: its {es.split} split is not an unbiased test")
-        doc = {
-            "path": str(path),
-            "fingerprint": fingerprint_file(path),
-            "architecture": info.architecture,
-            "image_size": info.image_size,
-            "classes": list(info.classes),
-            "dataset_fingerprint": info.dataset_fingerprint,
-            "trained_on_this_dataset": same,
-            "metrics": metrics,
-        }
-        if info.architecture == "ensemble":
-            doc["members"] = [{k: m.get(k) for k in ("name", "fingerprint", "weight", "architecture", "image_size")}
-                              for m in info.extra.get("members", [])]
-            doc["method"] = info.extra.get("method")
-        docs[label] = doc
 
     counts = Counter(it.label for it in kept)
     doc = {
@@ -182,3 +138,60 @@ def evaluate(
         doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves)
         report(progress, "write", 1, 1, message=f"wrote {Path(out)}")
     return doc
+
+
+def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalSet) -> list[tuple[str, Path, Any]]:
+    """``[(label, path, info)]`` of every model; refuses one whose classes differ from the set's
+    (read from the file's metadata, before any model is loaded)."""
+    from ..artifact import read_info
+    from ..resolve import resolve_model
+
+    refs = []
+    for name, label in zip(names, _labels(names)):
+        path = resolve_model(name, models_dir)
+        info = read_info(path)
+        if set(info.classes) != set(es.classes) or len(info.classes) != len(es.classes):
+            raise ModelFormatError(
+                f"model {label} predicts {', '.join(info.classes)} but {es.root} has classes {', '.join(es.classes)}"
+            )
+        refs.append((label, path, info))
+    return refs
+
+
+def _predict(label: str, path: Path, info: Any, x: np.ndarray, batch_size: int,
+             progress: ProgressFn | None) -> np.ndarray:
+    """The model's class probabilities (its own class order) for the images ``x`` (n, s, s) uint8."""
+    from ..artifact import load_model
+    from ..inference import predict_batches
+
+    report(progress, "predict", 0, len(x), model=label,
+           message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
+    loaded = load_model(path)
+    batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
+    chunks, done = [], 0
+    for chunk in predict_batches(loaded, batches):
+        chunks.append(chunk)
+        done += len(chunk)
+        report(progress, "predict", done, len(x), model=label)
+    return np.concatenate(chunks)
+
+
+def _model_entry(path: Path, info: Any, metrics: dict, set_fingerprint: str) -> dict:
+    """One model's part of the document: where it came from, what it is, its metrics."""
+    from ..manifest import fingerprint_file
+
+    entry = {
+        "path": str(path),
+        "fingerprint": fingerprint_file(path),
+        "architecture": info.architecture,
+        "image_size": info.image_size,
+        "classes": list(info.classes),
+        "dataset_fingerprint": info.dataset_fingerprint,
+        "trained_on_this_dataset": info.dataset_fingerprint is not None and info.dataset_fingerprint == set_fingerprint,
+        "metrics": metrics,
+    }
+    if info.architecture == "ensemble":
+        entry["members"] = [{k: m.get(k) for k in ("name", "fingerprint", "weight", "architecture", "image_size")}
+                            for m in info.extra.get("members", [])]
+        entry["method"] = info.extra.get("method")
+    return entry
