@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.models import build_model, get_spec
     from cxrtool.predict import predict_stream
     from cxrtool.synthetic import make_phantom
+    from cxrtool.workers import available_cpus, default_workers
 
     keras = import_keras()
     import jax
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         "file_px": args.image_px,
         "images": args.n,
         "batch_size": args.batch_size,
-        "workers": args.workers or min(8, os.cpu_count() or 1),
-        "cpus": os.cpu_count(),
+        "workers": default_workers(cap=8, requested=args.workers),  # what predict_stream used
+        "cpus": available_cpus(),
         "device": str(jax.devices()[0]),
         "decode_resize_serial_img_s": round(decode_serial, 1),
         "baseline_model_predict_img_s": round(max(runs_b), 1),

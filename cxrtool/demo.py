@@ -9,13 +9,13 @@ phantom sources -> :func:`~cxrtool.build.build_dataset` -> :func:`~cxrtool.train
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import CLASSES
+from .atomic import atomic_path
 from .errors import UsageError
 
 
@@ -54,6 +54,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, say: Callab
     from .imageio import iter_images
     from .inference import open_model
     from .predict import predict_stream
+    from .predict_writers import write_predictions
     from .synthetic import write_source_tree
     from .train import TrainOptions, train
 
@@ -117,14 +118,9 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, say: Callab
     done("gradcam")
 
     step("predict")
-    with (out / "predictions.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "probability", *CLASSES, "error"])
-        for batch in predict_stream(ensemble, iter_images([data / "test"]), batch_size=32, workers=1):
-            for p in batch:
-                probs = p.probabilities or {}
-                writer.writerow([p.path, p.label or "", f"{p.probability:.4f}" if p.ok else "",
-                                 *[f"{probs[c]:.4f}" if p.ok else "" for c in CLASSES], p.error or ""])
+    with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        write_predictions(fh, predict_stream(ensemble, iter_images([data / "test"]), batch_size=32, workers=1),
+                          ensemble.info.classes)
     done("predict")
 
     result.files = made_files(out)

@@ -25,16 +25,18 @@ Importing this module is cheap; building or loading an ensemble imports Keras.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .artifact import INFO_LAYER, LoadedModel, ModelInfo, read_info
+from .artifact import LoadedModel, ModelInfo, read_info
 from .errors import CxrError, DatasetError, ModelFormatError, UsageError
 from .manifest import fingerprint_file
+from .models.names import IMAGE_LAYER, INFO_LAYER
+from .progress import ProgressFn, report
 
 ARCHITECTURE = "ensemble"
 METHODS = ("mean", "weighted")
@@ -42,8 +44,6 @@ MEMBER_LAYER = "member_{}"
 RESIZE_LAYER = "resize_{}"
 WEIGHT_LAYER = "weight_{}"
 MEAN_LAYER = "ensemble_mean"
-
-ProgressFn = Callable[[dict], None]
 
 
 @dataclass
@@ -191,7 +191,7 @@ def _graph(keras, subs: Sequence[Any], sizes: Sequence[int], size: int, weights:
     ``weights`` None: a probe model returning the members' probabilities as a list."""
     from .models import layers as L
 
-    inputs = keras.Input((size, size, 1), dtype="float32", name="image")
+    inputs = keras.Input((size, size, 1), dtype="float32", name=IMAGE_LAYER)
     outs = []
     for i, (sub, s) in enumerate(zip(subs, sizes)):
         x = inputs
@@ -206,7 +206,8 @@ def _graph(keras, subs: Sequence[Any], sizes: Sequence[int], size: int, weights:
     return keras.Model(inputs, out, name=ARCHITECTURE)
 
 
-def _val_probs(keras, probe, x: np.ndarray, n_members: int, batch_size: int) -> list[np.ndarray]:
+def _val_probs(probe, x: np.ndarray, n_members: int, batch_size: int) -> list[np.ndarray]:
+    """Every member's probabilities on ``x`` (n, s, s) uint8, batch by batch."""
     chunks: list[list[np.ndarray]] = [[] for _ in range(n_members)]
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].astype(np.float32)[..., None]
@@ -216,100 +217,57 @@ def _val_probs(keras, probe, x: np.ndarray, n_members: int, batch_size: int) -> 
     return [np.concatenate(c) for c in chunks]
 
 
-def build_ensemble(
-    members: Sequence[str | Path],
-    *,
-    name: str = "ensemble",
-    method: str = "mean",
-    data: str | Path | None = None,
-    models_dir: str | Path | None = None,
-    out: str | Path | None = None,
-    batch_size: int = 64,
-    progress: ProgressFn | None = None,
-) -> EnsembleResult:
-    """Combine trained models (names or ``.keras`` paths) into ``MODELS_DIR/NAME.keras``.
+def _val_dataset(data: str | Path, classes: Sequence[str]):
+    """The manifest of ``data``, checked: the members' classes and a non-empty val split."""
+    from .manifest import read_manifest
 
-    ``method``: ``mean`` (soft voting, equal weights) or ``weighted`` (weights fitted on the
-    val split of ``data``; see :func:`fit_weights`). With ``data`` and ``mean`` the val
-    figures are computed and recorded too. Everything is validated before Keras is imported.
-    """
-    from .resolve import model_path_for
+    manifest = read_manifest(data)
+    if set(manifest.classes) != set(classes):
+        raise ModelFormatError(
+            f"the members predict {', '.join(classes)} but {data} has classes {', '.join(manifest.classes)}"
+        )
+    if not manifest.split("val"):
+        raise DatasetError(f"{manifest.root}: the val split is empty; it is needed to fit/check the ensemble")
+    return manifest
 
-    def say(message: str) -> None:
-        if progress:
-            progress({"event": "status", "message": message})
 
-    if method not in METHODS:
-        raise UsageError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
-    if method == "weighted" and data is None:
-        raise UsageError("--method weighted fits the weights on the val split: give --data DATASET")
-    gathered = _gather(members, models_dir)
+def _fit_on_val(probe, gathered: Sequence[_Member], manifest, size: int, method: str,
+                batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The weights (fitted for ``weighted``, equal for ``mean``) and the val figures of every
+    member, of equal weights and of the chosen weights. ``probe``: the members' outputs."""
+    from sklearn.metrics import accuracy_score
+
+    from .inputs import load_split
+
     classes = list(gathered[0].info.classes)
-    target = Path(out) if out else model_path_for(name, models_dir)
-    if target.suffix != ".keras":
-        raise UsageError(f"{target}: the model file must end in .keras")
-    for m in gathered:
-        if target.resolve() == m.path.resolve():
-            raise UsageError(f"the ensemble would overwrite its member {m.name} ({m.path}); choose another --name")
+    split = load_split(manifest, "val", size)
+    order = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([order[split.classes[t]] for t in split.y], dtype=np.int64)
+    probs = _val_probs(probe, split.x, len(gathered), batch_size)
+    uniform = np.full(len(gathered), 1.0 / len(gathered))
+    weights = fit_weights(probs, y) if method == "weighted" else uniform
+    val = {
+        "split": "val",
+        "n": int(len(y)),
+        "members": {
+            m.name: {"log_loss": _log_loss(y, p), "accuracy": float(accuracy_score(y, p.argmax(1)))}
+            for m, p in zip(gathered, probs)
+        },
+        "mean_log_loss": ensemble_log_loss(probs, y, uniform),
+        "log_loss": ensemble_log_loss(probs, y, weights),
+        "accuracy": float(accuracy_score(y, np.tensordot(weights, np.stack(probs), axes=1).argmax(1))),
+    }
+    return weights, val
 
-    manifest = None
-    if data is not None:
-        from .manifest import read_manifest
 
-        manifest = read_manifest(data)
-        if set(manifest.classes) != set(classes):
-            raise ModelFormatError(
-                f"the members predict {', '.join(classes)} but {data} has classes {', '.join(manifest.classes)}"
-            )
-        if not manifest.split("val"):
-            raise DatasetError(f"{manifest.root}: the val split is empty; it is needed to fit/check the ensemble")
-
-    from .backend import import_keras
-
-    keras = import_keras()
-    from .artifact import load_model, save_model
-
-    size = max(m.info.image_size for m in gathered)
-    sizes = [m.info.image_size for m in gathered]
-    subs = []
-    for i, m in enumerate(gathered):
-        say(f"loading member {i}: {m.name} ({m.info.architecture}, {m.info.image_size} px)")
-        subs.append(_strip_info(keras, load_model(m.path).model, MEMBER_LAYER.format(i)))
-
-    weights = np.full(len(gathered), 1.0 / len(gathered))
-    val: dict[str, Any] = {}
-    if manifest is not None:
-        from .inputs import load_split
-        from sklearn.metrics import accuracy_score
-
-        say(f"predicting the val split of {manifest.root} with every member")
-        split = load_split(manifest, "val", size)
-        order = {c: i for i, c in enumerate(classes)}
-        y = np.asarray([order[split.classes[t]] for t in split.y], dtype=np.int64)
-        probe = _graph(keras, subs, sizes, size, None)
-        probs = _val_probs(keras, probe, split.x, len(gathered), batch_size)
-        uniform = weights.copy()
-        if method == "weighted":
-            weights = fit_weights(probs, y)
-        val = {
-            "split": "val",
-            "n": int(len(y)),
-            "members": {
-                m.name: {
-                    "log_loss": _log_loss(y, p),
-                    "accuracy": float(accuracy_score(y, p.argmax(1))),
-                }
-                for m, p in zip(gathered, probs)
-            },
-            "mean_log_loss": ensemble_log_loss(probs, y, uniform),
-            "log_loss": ensemble_log_loss(probs, y, weights),
-            "accuracy": float(accuracy_score(y, np.tensordot(weights, np.stack(probs), axes=1).argmax(1))),
-        }
-    model = _graph(keras, subs, sizes, size, weights)
-
+def _ensemble_info(gathered: Sequence[_Member], weights: Sequence[float], method: str, val: dict[str, Any],
+                   manifest, data: str | Path | None, keras_version: str) -> ModelInfo:
+    """The ensemble's metadata: its members (name, file fingerprint, weight, ...) and the
+    dataset they share (``data`` if given, else the members' common one, else none)."""
     from . import __version__
     from .inputs import RESIZE
 
+    size = max(m.info.image_size for m in gathered)
     member_records = [
         {
             "name": m.name,
@@ -332,9 +290,9 @@ def build_ensemble(
         dataset_fp, dataset_name = gathered[0].info.dataset_fingerprint, gathered[0].info.dataset
     else:
         dataset_fp, dataset_name = None, None
-    info = ModelInfo(
+    return ModelInfo(
         architecture=ARCHITECTURE,
-        classes=classes,
+        classes=list(gathered[0].info.classes),
         image_size=int(size),
         preprocessing={
             "input": "grayscale, shape (None, S, S, 1), float32 in 0..255 (uint8 pixel values)",
@@ -353,10 +311,68 @@ def build_ensemble(
         dataset_fingerprint=dataset_fp,
         dataset=dataset_name,
         cxrtool_version=__version__,
-        keras_version=keras.__version__,
+        keras_version=keras_version,
         extra={"method": method, "members": member_records, "weights": [float(w) for w in weights]},
     )
-    say(f"saving {target}")
+
+
+def build_ensemble(
+    members: Sequence[str | Path],
+    *,
+    name: str = "ensemble",
+    method: str = "mean",
+    data: str | Path | None = None,
+    models_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+) -> EnsembleResult:
+    """Combine trained models (names or ``.keras`` paths) into ``MODELS_DIR/NAME.keras``.
+
+    ``method``: ``mean`` (soft voting, equal weights) or ``weighted`` (weights fitted on the
+    val split of ``data``; see :func:`fit_weights`). With ``data`` and ``mean`` the val
+    figures are computed and recorded too. Everything is validated before Keras is imported.
+    """
+    from .resolve import model_path_for
+
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
+    if method == "weighted" and data is None:
+        raise UsageError("--method weighted fits the weights on the val split: give --data DATASET")
+    gathered = _gather(members, models_dir)
+    classes = list(gathered[0].info.classes)
+    target = Path(out) if out else model_path_for(name, models_dir)
+    if target.suffix != ".keras":
+        raise UsageError(f"{target}: the model file must end in .keras")
+    for m in gathered:
+        if target.resolve() == m.path.resolve():
+            raise UsageError(f"the ensemble would overwrite its member {m.name} ({m.path}); choose another --name")
+
+    manifest = _val_dataset(data, classes) if data is not None else None
+
+    from .backend import import_keras
+
+    keras = import_keras()
+    from .artifact import load_model, save_model
+
+    size = max(m.info.image_size for m in gathered)
+    sizes = [m.info.image_size for m in gathered]
+    subs = []
+    for i, m in enumerate(gathered):
+        report(progress, "load", i, len(gathered),
+               message=f"loading member {i}: {m.name} ({m.info.architecture}, {m.info.image_size} px)")
+        subs.append(_strip_info(keras, load_model(m.path).model, MEMBER_LAYER.format(i)))
+
+    weights = np.full(len(gathered), 1.0 / len(gathered))
+    val: dict[str, Any] = {}
+    if manifest is not None:
+        report(progress, "predict", 0, len(manifest.split("val")),
+               message=f"predicting the val split of {manifest.root} with every member")
+        probe = _graph(keras, subs, sizes, size, None)
+        weights, val = _fit_on_val(probe, gathered, manifest, size, method, batch_size)
+    model = _graph(keras, subs, sizes, size, weights)
+    info = _ensemble_info(gathered, weights, method, val, manifest, data, keras.__version__)
+    report(progress, "save", 0, 1, message=f"saving {target}")
     save_model(model, target, info)
     return EnsembleResult(model_path=target, info=info, weights=[float(w) for w in weights], val=val)
 

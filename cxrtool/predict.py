@@ -14,7 +14,6 @@ An unreadable file becomes a row with ``error`` set; the others go on.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -133,12 +132,13 @@ def predict_stream(
     threads (default: the CPU count, at most 8). ``prefetch``: batches decoded ahead.
     """
     from .inference import predict_batches
+    from .workers import default_workers
 
     if batch_size < 1:
         raise CxrError(f"--batch-size {batch_size}: must be at least 1")
     classes = list(loaded.info.classes)
     size = int(loaded.info.image_size)
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = default_workers(cap=8, requested=workers)
     work: queue.Queue = queue.Queue(maxsize=batch_size * (prefetch + 1))
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrtool-decode")

@@ -90,6 +90,8 @@ def test_outputs_exist(run):
     # the comparison table: Table III layout, on stderr and in the report
     assert len(doc["comparison"]) == 3 * (len(CLASSES) + 2)
     assert "Table III" in run["stderr"] and "Accuracy" in run["stderr"]
+    # atomic writes: no temporary file left behind
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
     report = (out / "report.md").read_text()
     assert "| Model | Class | Precision | Recall | F1-score |" in report
     assert "comparison_roc.png" in report and "ens_confusion.png" in report and run["bad"] in report
@@ -199,7 +201,12 @@ def test_external_folder(run, tmp_path):
         p.rename(ext / "Normal" / p.name)
     (ext / "covid" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (ext / "scratch").mkdir()
-    doc = evaluate(ext, ["cnn_a"], models_dir=run["models"], n_boot=20)
+    events = []
+    doc = evaluate(ext, ["cnn_a"], models_dir=run["models"], n_boot=20, progress=events.append)
+    # the shared progress shape (cxrtool.progress): stage, done, total; reading counts every image
+    assert all({"stage", "done", "total"} <= set(e) for e in events)
+    assert [e["done"] for e in events if e["stage"] == "load"] == list(range(10))
+    assert [e["done"] for e in events if e["stage"] == "predict"][-1] == 8
     d = doc["dataset"]
     assert d["kind"] == "folder" and d["sources"] == {"hospital_x": 8} and d["n_images"] == 9
     assert d["counts"] == {"covid": 3, "pneumonia": 3, "normal": 2}
@@ -207,6 +214,43 @@ def test_external_folder(run, tmp_path):
     assert any("scratch" in w for w in doc["warnings"])
     assert doc["files"] == {}  # no out: nothing written
     assert doc["models"]["cnn_a"]["trained_on_this_dataset"] is False
+
+
+ALIASES = {"COVID-19": "covid", "covid19": "covid", "Viral Pneumonia": "pneumonia", "NORMAL": "normal",
+           "No Finding": "normal"}
+
+
+def test_folder_class_aliases_through_the_cli(run, tmp_path, capsys):
+    """Class folders named as public datasets name them (build-dataset's aliases, via
+    cxrtool.labels): folders of the same class are merged, an unknown folder is ignored with a
+    one-line warning."""
+    from cxrtool.cli import main
+    from cxrtool.synthetic import make_phantom
+
+    ext = tmp_path / "kaggle like"
+    for i, (folder, label) in enumerate(ALIASES.items()):
+        (ext / folder).mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(make_phantom(label, 30 + 2 * i + j, 40)).save(ext / folder / f"{j}.png")
+    (ext / "Lung_Opacity").mkdir()
+    Image.fromarray(make_phantom("normal", 99, 40)).save(ext / "Lung_Opacity" / "0.png")
+    out = tmp_path / "out"
+    code = main(["evaluate", str(ext), "-m", "cnn_a", "--models-dir", str(run["models"]), "--out", str(out),
+                 "--format", "json", "--bootstrap", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    doc = json.loads(captured.out)
+    d = doc["dataset"]
+    assert d["kind"] == "folder" and d["n_images"] == d["n_evaluated"] == 10
+    assert d["counts"] == {"covid": 4, "pneumonia": 2, "normal": 4}
+    with (out / "predictions.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["file"] for r in rows) == sorted(f"{folder}/{j}.png" for folder in ALIASES for j in range(2))
+    for r in rows:
+        assert r["label"] == ALIASES[r["file"].split("/")[0]], r
+    ignored = [line for line in captured.err.splitlines() if "Lung_Opacity" in line]
+    assert ignored == ["warning: ignored sub-folders that are not classes: Lung_Opacity"]
+    assert any("COVID-19, covid19 -> covid" in w and "NORMAL, No Finding -> normal" in w for w in doc["warnings"])
 
 
 def test_bad_inputs(run, tmp_path, capsys):

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,7 @@ def test_csv_folders_recursed_images_only(capsys, model_path, scans):
     code, out, err = _run(capsys, "--model", model_path, scans, "--batch-size", "3")
     assert code == 0, err
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == HEADER
+    assert rows[0] == HEADER and len(rows) == 1 + 7
     assert [r[0] for r in rows[1:]] == [str(p) for p in _images(scans)]  # sorted walk, no txt/DS_Store
     for r in rows[1:]:
         probs = [float(x) for x in r[3:6]]
@@ -108,6 +107,28 @@ def test_stdin_dash_mixed_with_arguments(capsys, monkeypatch, model_path, scans)
     paths = [json.loads(line)["path"] for line in out.splitlines()]
     assert code == 0
     assert paths == [str(files[0]), *map(str, files[2:5]), *map(str, _images(scans / "a"))]
+
+
+def test_writers_are_a_library(capsys, model_path, scans):
+    """cxrtool.predict_writers gives Python users (and the demo) the CLI's output byte for byte."""
+    from cxrtool.artifact import load_model
+    from cxrtool.errors import UsageError
+    from cxrtool.predict import Prediction, predict_stream
+    from cxrtool.predict_writers import write_predictions
+
+    files = _images(scans)[:3]
+    loaded = load_model(model_path)
+    for fmt in ("csv", "jsonl", "table"):
+        code, out, _ = _run(capsys, "--model", model_path, *files, "--format", fmt)
+        buf = io.StringIO()
+        n = write_predictions(buf, predict_stream(loaded, files), loaded.info.classes, fmt)
+        assert code == 0 and n == 3 and buf.getvalue() == out, fmt
+
+    buf = io.StringIO()  # a failed image keeps its place, with empty cells
+    write_predictions(buf, [[Prediction("x.png", error="unreadable")]], ["covid", "pneumonia", "normal"])
+    assert buf.getvalue() == ",".join(HEADER) + "\nx.png,,,,,,unreadable\n"
+    with pytest.raises(UsageError, match="csv, jsonl, table"):
+        write_predictions(io.StringIO(), [], ["covid"], "xml")
 
 
 def test_unreadable_file_gives_error_row_and_exit_1(capsys, model_path, scans, tmp_path):

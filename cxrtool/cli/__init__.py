@@ -9,6 +9,7 @@ import traceback
 from .. import console
 from ..errors import CxrError
 from .app import app, state
+from .output import silence_stdout
 
 # Register the subcommands (each module decorates functions with @app.command).
 from . import info as _info  # noqa: E402,F401
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.error("interrupted")
         return 130
-    except BrokenPipeError:  # `cxrtool predict ... | head` closed the pipe: not an error
-        sys.stderr.close()
+    except BrokenPipeError:  # `cxrtool ... | head` closed the pipe: not an error
+        silence_stdout()
         return 0
     except Exception as exc:  # a bug: one line, traceback on --debug
         if state["debug"]:

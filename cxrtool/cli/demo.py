@@ -32,7 +32,7 @@ def demo(
 
     from ..console import info
     from ..demo import run_demo
-    from ..evaluate import render_table
+    from .evaluate import render_table
 
     start = time.perf_counter()
     result = run_demo(out, quick=quick, seed=seed, say=info)

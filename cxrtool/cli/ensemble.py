@@ -44,7 +44,7 @@ def ensemble(
 
     result = build_ensemble(
         members, name=name, method=method, data=data, models_dir=models_dir, out=out,
-        batch_size=batch_size, progress=lambda e: console.info(e["message"]) if e.get("event") == "status" else None,
+        batch_size=batch_size, progress=lambda e: console.info(e["message"]) if "message" in e else None,
     )
     for member in result.info.extra["members"]:
         console.info(

@@ -1,4 +1,5 @@
-"""`cxrtool evaluate`: a thin wrapper over :func:`cxrtool.evaluate.evaluate`.
+"""`cxrtool evaluate`: a thin wrapper over :func:`cxrtool.evaluate.evaluate`, plus the rich
+tables of its result on stderr (:func:`render_table`, also used by ``cxrtool demo``).
 
 Nothing heavy is imported at module import time; the library is imported inside the command.
 """
@@ -11,6 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+
+FORMATS = ("table", "json", "markdown")
 
 EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -42,8 +45,8 @@ def evaluate(
     """Per-class metrics, ROC AUC, CIs, calibration and a per-source breakdown of one or more models."""
     from .. import console
     from ..errors import UsageError
-    from ..evaluate import FORMATS, markdown, render_table, to_json
     from ..evaluate import evaluate as run_evaluation
+    from ..evaluate.outputs import markdown, to_json
 
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {output_format!r})")
@@ -55,11 +58,11 @@ def evaluate(
         tasks: dict[str, int] = {}
 
         def on_event(event: dict) -> None:
-            kind = event["event"]
-            if kind == "status":
+            if "message" in event:
                 console.info(event["message"])
-            elif kind in ("load", "predict"):
-                key = "reading images" if kind == "load" else f"predicting ({event['model']})"
+            stage = event["stage"]
+            if stage in ("load", "predict") and event["done"]:
+                key = "reading images" if stage == "load" else f"predicting ({event['model']})"
                 if key not in tasks:
                     tasks[key] = bar.add_task(key, total=event["total"])
                 bar.update(tasks[key], completed=event["done"])
@@ -87,3 +90,60 @@ def evaluate(
         typer.echo(to_json(doc))
     elif output_format == "markdown":
         typer.echo(markdown(doc))
+
+
+def render_table(doc: dict) -> None:
+    """The comparison, summary and per-source tables of an evaluation document on stderr (rich);
+    nothing with ``-q``."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..console import err, verbosity
+    from ..evaluate.outputs import fmt, fmt_ci
+
+    if verbosity() <= 0:
+        return
+
+    def show(table) -> None:
+        # piped or captured stderr: rich assumes 80 columns; print the table at its natural width
+        if err.is_terminal:
+            err.print(table)
+            return
+        width = max(err.width, err.measure(table, options=err.options.update_width(400)).maximum)
+        Console(stderr=True, width=width, highlight=False, color_system=None).print(table)
+
+    t = Table(title="Per class (Table III layout)", box=box.SIMPLE_HEAD)
+    for col in ("Model", "Class", "Precision", "Recall", "F1", "Support", "AUC", "Accuracy"):
+        t.add_column(col, justify="left" if col in ("Model", "Class") else "right")
+    last = None
+    for r in doc["comparison"]:
+        first = r["model"] != last
+        if first and last is not None:
+            t.add_section()
+        last = r["model"]
+        t.add_row(r["model"] if first else "", r["class"], fmt(r["precision"]), fmt(r["recall"]), fmt(r["f1"]),
+                  str(r["support"]), fmt(r["auc"]), fmt(r["accuracy"]) if first else "")
+    show(t)
+    s = Table(title="Summary (95% group-bootstrap CIs)", box=box.SIMPLE_HEAD)
+    for col in ("Model", "Accuracy [95% CI]", "Macro F1 [95% CI]", "Macro AUC", "ECE", "Images"):
+        s.add_column(col, justify="left" if col == "Model" else "right")
+    for label, mdoc in doc["models"].items():
+        m = mdoc["metrics"]
+        b = m.get("bootstrap")
+        s.add_row(label, fmt_ci(b, "accuracy") or fmt(m["accuracy"]), fmt_ci(b, "macro_f1") or fmt(m["macro"]["f1"]),
+                  fmt(m["macro"]["auc"]), fmt(m["calibration"]["ece"]), str(m["n"]))
+    show(s)
+    sources = doc["dataset"]["sources"]
+    if len(sources) > 1:
+        classes = doc["dataset"]["classes"]
+        p = Table(title="Per source (a source shortcut shows as recall collapsing on one source)", box=box.SIMPLE_HEAD)
+        for col in ("Model", "Source", "Images", "Accuracy", *(f"recall {c}" for c in classes)):
+            p.add_column(col, justify="left" if col in ("Model", "Source") else "right")
+        for i, (label, mdoc) in enumerate(doc["models"].items()):
+            if i:
+                p.add_section()
+            for j, (src, v) in enumerate(mdoc["metrics"].get("per_source", {}).items()):
+                p.add_row(label if j == 0 else "", src, str(v["n"]), fmt(v["accuracy"]),
+                          *(fmt(v["recall"][c]) for c in classes))
+        show(p)

@@ -1,16 +1,18 @@
 """Figures of ``cxrtool evaluate``: confusion matrix, ROC curves (one model, all classes),
 reliability diagram, and the ROC comparison of several models (one panel per class).
 
-matplotlib (Agg) is imported inside the functions; every PNG is written atomically.
+matplotlib (Agg) is imported inside the functions; every PNG is written atomically
+(:mod:`cxrtool.atomic`), so an interrupted run never leaves half a figure.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 DPI = 110
 #: line styles cycled with the colours so overlapping curves of similar models stay visible
@@ -27,16 +29,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
     return path
 
 

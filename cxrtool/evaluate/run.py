@@ -1,0 +1,197 @@
+"""``evaluate()``: run every model over one evaluation set and gather the result document.
+
+The steps: open the set (:mod:`.evalset`) and check every model's classes before anything
+heavy runs; decode the images once per input size; predict with each model; compute its
+metrics (:mod:`.metrics`); with ``out``, write the files (:mod:`.outputs`). Returns data; the
+CLI renders it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DatasetError, ModelFormatError, UsageError
+from ..progress import ProgressFn, report
+from .evalset import EvalSet, load_set_images, open_eval_set
+from .metrics import compute_metrics, table_rows
+from .outputs import write_outputs
+
+
+def _labels(names: Sequence[str]) -> list[str]:
+    """A short unique label per model: the name, or a path's file stem (``-2``, ``-3`` on clashes)."""
+    out: list[str] = []
+    for name in names:
+        base = Path(name).stem if (name.endswith(".keras") or "/" in name or os.sep in name) else name
+        label, i = base, 2
+        while label in out:
+            label, i = f"{base}-{i}", i + 1
+        out.append(label)
+    return out
+
+
+def _versions() -> dict:
+    import matplotlib
+    import sklearn
+
+    from ..backend import import_keras
+
+    keras = import_keras()
+    import jax
+
+    return {"cxrtool": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
+            "keras": keras.__version__, "jax": jax.__version__, "backend": keras.backend.backend()}
+
+
+def evaluate(
+    data: str | Path,
+    models: Sequence[str | Path],
+    split: str = "test",
+    out: str | Path | None = None,
+    *,
+    models_dir: str | Path | None = None,
+    batch_size: int = 64,
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_bins: int = 10,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Evaluate ``models`` (names or ``.keras`` paths) on ``split`` of the dataset ``data`` or on a
+    folder of class sub-folders. Returns the metrics document; with ``out`` also writes
+    ``metrics.json``, ``report.md``, ``predictions.csv`` and the PNGs there (paths in
+    ``doc["files"]``). Every user error is a :class:`~cxrtool.errors.CxrError`, raised before
+    any model runs."""
+    if not models:
+        raise UsageError("give at least one --model")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if n_boot < 0:
+        raise UsageError("--bootstrap must be 0 (off) or more")
+    if n_bins < 1:
+        raise UsageError("--bins must be at least 1")
+    es = open_eval_set(data, split)
+    classes = list(es.classes)
+    refs = _check_models([str(m) for m in models], models_dir, es)
+
+    sizes = sorted({info.image_size for _, _, info in refs})
+    report(progress, "load", 0, len(es.items),
+           message=f"reading {len(es.items)} images of {es.root}" + (f" ({es.split} split)" if es.split else ""))
+    arrays, ok, failures = load_set_images(es, sizes, progress)
+    kept = [it for it, good in zip(es.items, ok) if good]
+    if not kept:
+        raise DatasetError(f"{es.root}: none of the {len(es.items)} images could be read (first: {failures[0]['file']}: {failures[0]['reason']})")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[it.label] for it in kept], dtype=np.int64)
+    groups = [it.group for it in kept]
+    sources = [it.source for it in kept]
+
+    predictions: dict[str, np.ndarray] = {}
+    docs: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    warnings = list(es.notes)
+    if failures:
+        warnings.append(f"{len(failures)} of {len(es.items)} images could not be read and were excluded (listed under unreadable)")
+    for label, path, info in refs:
+        probs = _predict(label, path, info, arrays[info.image_size], batch_size, progress)
+        predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
+        metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
+                                                 n_boot=n_boot, seed=seed, n_bins=n_bins)
+        docs[label] = _model_entry(path, info, metrics, es.fingerprint)
+        if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
+            warnings.append(f"{label} was trained on this dataset: its {es.split} split is not an unbiased test")
+
+    counts = Counter(it.label for it in kept)
+    doc = {
+        "cxrtool_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "dataset": {
+            "path": str(es.root),
+            "kind": es.kind,
+            "split": es.split,
+            "fingerprint": es.fingerprint,
+            "classes": classes,
+            "n_images": len(es.items),
+            "n_evaluated": len(kept),
+            "counts": {c: int(counts.get(c, 0)) for c in classes},
+            "sources": dict(sorted(Counter(sources).items())),
+            "groups": len(set(groups)),
+        },
+        "unreadable": {"count": len(failures), "files": failures},
+        "settings": {"bootstrap": n_boot, "seed": seed, "confidence_level": 0.95, "calibration_bins": n_bins,
+                     "batch_size": batch_size},
+        "models": docs,
+        "comparison": table_rows(docs, classes),
+        "warnings": warnings,
+        "files": {},
+    }
+    if out is not None:
+        doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves)
+        report(progress, "write", 1, 1, message=f"wrote {Path(out)}")
+    return doc
+
+
+def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalSet) -> list[tuple[str, Path, Any]]:
+    """``[(label, path, info)]`` of every model; refuses one whose classes differ from the set's
+    (read from the file's metadata, before any model is loaded)."""
+    from ..artifact import read_info
+    from ..resolve import resolve_model
+
+    refs = []
+    for name, label in zip(names, _labels(names)):
+        path = resolve_model(name, models_dir)
+        info = read_info(path)
+        if set(info.classes) != set(es.classes) or len(info.classes) != len(es.classes):
+            raise ModelFormatError(
+                f"model {label} predicts {', '.join(info.classes)} but {es.root} has classes {', '.join(es.classes)}"
+            )
+        refs.append((label, path, info))
+    return refs
+
+
+def _predict(label: str, path: Path, info: Any, x: np.ndarray, batch_size: int,
+             progress: ProgressFn | None) -> np.ndarray:
+    """The model's class probabilities (its own class order) for the images ``x`` (n, s, s) uint8."""
+    from ..artifact import load_model
+    from ..inference import predict_batches
+
+    report(progress, "predict", 0, len(x), model=label,
+           message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
+    loaded = load_model(path)
+    batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
+    chunks, done = [], 0
+    for chunk in predict_batches(loaded, batches):
+        chunks.append(chunk)
+        done += len(chunk)
+        report(progress, "predict", done, len(x), model=label)
+    return np.concatenate(chunks)
+
+
+def _model_entry(path: Path, info: Any, metrics: dict, set_fingerprint: str) -> dict:
+    """One model's part of the document: where it came from, what it is, its metrics."""
+    from ..manifest import fingerprint_file
+
+    entry = {
+        "path": str(path),
+        "fingerprint": fingerprint_file(path),
+        "architecture": info.architecture,
+        "image_size": info.image_size,
+        "classes": list(info.classes),
+        "dataset_fingerprint": info.dataset_fingerprint,
+        "trained_on_this_dataset": info.dataset_fingerprint is not None and info.dataset_fingerprint == set_fingerprint,
+        "metrics": metrics,
+    }
+    if info.architecture == "ensemble":
+        entry["members"] = [{k: m.get(k) for k in ("name", "fingerprint", "weight", "architecture", "image_size")}
+                            for m in info.extra.get("members", [])]
+        entry["method"] = info.extra.get("method")
+    return entry
