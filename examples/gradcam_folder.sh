@@ -10,7 +10,8 @@
 # Environment: METHOD (gradcam, gradcam++, hirescam, layercam; default gradcam),
 #              CLASS (covid, pneumonia or normal: explain this class instead of the predicted
 #              one), LAYER (a layer name; see `cxrtool gradcam -m MODEL --layer list`),
-#              SAVE_RAW=1 (also write each heat map as .npy).
+#              SAVE_RAW=1 (also write each heat map as .npy), WORKERS (threads drawing the
+#              overlays; default: the CPUs).
 # Writes OUT/<stem>_gradcam.png per image, OUT/contact_sheet.png (several images) and
 # OUT/index.tsv (path, predicted class, probability, overlay). Exit status: cxrtool's
 # (1 if some image could not be read; the others are still written).
@@ -29,6 +30,7 @@ args=(--model "$MODEL" --method "${METHOD:-gradcam}")
 [ -n "${CLASS:-}" ] && args+=(--class "$CLASS")
 [ -n "${LAYER:-}" ] && args+=(--layer "$LAYER")
 [ "${SAVE_RAW:-0}" = 1 ] && args+=(--save-raw)
+[ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
 
 # An existing folder makes --out a folder even when DIR holds a single image.
 mkdir -p "$OUT"

@@ -37,14 +37,15 @@ def gradcam(
     method: Annotated[str, typer.Option(help="gradcam, gradcam++, hirescam or layercam.")] = "gradcam",
     cmap: Annotated[str, typer.Option(help="Matplotlib colour map (perceptually uniform: inferno, magma, viridis).")] = "inferno",
     batch_size: Annotated[int, typer.Option(help="Images per jitted Grad-CAM call.", min=1)] = 16,
+    workers: Annotated[Optional[int], typer.Option(help="Threads decoding and drawing overlays \\[default: the CPUs, at most 8].", min=1)] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
 ) -> None:
     """Explain predictions with Grad-CAM heat maps (computed natively on JAX)."""
     from .. import console
     from ..errors import UsageError
     from ..imageio import iter_images
-
     from ..inference import open_model
+    from .output import reader_may_leave
 
     if layer == "list":
         loaded = open_model(model, models_dir)
@@ -60,7 +61,7 @@ def gradcam(
     from ..gradcam import gradcam_files
 
     gen = gradcam_files(loaded, paths, out=out, layer=layer, class_name=class_name, method=method, alpha=alpha,
-                        cmap=cmap, save_raw=save_raw, batch_size=batch_size)
+                        cmap=cmap, save_raw=save_raw, batch_size=batch_size, workers=workers)
     failed = 0
     while True:
         try:
@@ -73,13 +74,8 @@ def gradcam(
             console.error(f"{rec.path}: {rec.error}")
             continue
         ex = rec.explanation
-        try:
+        with reader_may_leave():  # `| head`: the files are still written; printing stops quietly
             typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}")
-        except BrokenPipeError:  # `| head`: the files are still written; stop printing quietly
-            import os
-            import sys
-
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
     if failed:
