@@ -32,5 +32,6 @@ def __getattr__(name: str):
     if name == "load_model":
         from .artifact import load_model
 
+        globals()["load_model"] = load_model  # later look-ups skip this function
         return load_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
