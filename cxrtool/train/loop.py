@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..artifact import ModelInfo, load_model, save_model
+from ..backend import import_keras
 from ..errors import DatasetError
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights
@@ -92,8 +93,6 @@ def train(
         check_resumable(plan.previous, plan.files, plan.spec.name, data.manifest.fingerprint)
     train_split, val_split = data["train"], data["val"]
     classes = tuple(data.manifest.classes)
-
-    from ..backend import import_keras
 
     keras = import_keras()
     seed = _seed(o, plan.previous)
