@@ -181,7 +181,9 @@ def main(argv=None) -> int:
         print(f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['device']} | {r['repeat'] + 1} | "
               f"{r['bare_images_per_s']} | {r['pipeline_images_per_s']} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        from cxrtool.atomic import write_text
+
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import CLASSES, __version__
+from .atomic import atomic_path
 from .errors import ModelFormatError, ModelNotFoundError
+from .models.names import INFO_LAYER, LOGITS_LAYER
 
 FORMAT = "cxrtool-model"
 FORMAT_VERSION = 1
-INFO_LAYER = "cxrtool_info"
 INFO_CLASS = "ModelInfoLayer"
 
 
@@ -41,7 +40,7 @@ class ModelInfo:
     #: plus what a caller must match when it resizes images *before* the model (``resize``).
     preprocessing: dict[str, Any] = field(default_factory=dict)
     gradcam_layer: str = ""
-    logits_layer: str = "logits"
+    logits_layer: str = LOGITS_LAYER
     #: training options and outcome (epochs run, best epoch, best val metrics, ...)
     training: dict[str, Any] = field(default_factory=dict)
     dataset_fingerprint: str | None = None
@@ -72,6 +71,8 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
+    """A loaded cxrtool model: the ``keras.Model`` and its metadata, side by side."""
+
     model: Any  # keras.Model
     info: ModelInfo
     path: Path | None = None
@@ -95,45 +96,33 @@ def get_info(model) -> ModelInfo:
 
 
 def save_model(model, path: str | Path, metadata: ModelInfo, *, include_optimizer: bool = False) -> Path:
-    """Save atomically: a temp file in the same folder, then ``os.replace``. Returns the path.
+    """Save MODEL with METADATA as a ``.keras`` file, atomically; returns the path.
 
     A crash or error leaves either the old file or the new one, never half a file.
     ``include_optimizer`` keeps the optimizer state (used for resumable checkpoints).
     """
     from .backend import import_keras
 
-    import_keras()
+    keras = import_keras()
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFormatError(f"{path}: a cxrtool model file must end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if metadata.keras_version is None:
-        import keras
-
         metadata.keras_version = keras.__version__
     set_info(model, metadata)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
-    os.close(fd)
+    optimizer = None
+    if not include_optimizer and getattr(model, "optimizer", None) is not None:
+        # Keras always writes the optimizer of a compiled model; the final artifact does not need it.
+        optimizer, compiled = model.optimizer, model.compiled
+        model.optimizer = None
+        model.compiled = False
     try:
-        optimizer = None
-        if not include_optimizer and getattr(model, "optimizer", None) is not None:
-            # Keras always writes the optimizer of a compiled model; the final artifact does not need it.
-            optimizer, compiled = model.optimizer, model.compiled
-            model.optimizer = None
-            model.compiled = False
-        try:
+        with atomic_path(path, suffix=".keras") as tmp:  # Keras picks the format by the suffix
             model.save(tmp)
-        finally:
-            if optimizer is not None:
-                model.optimizer = optimizer
-                model.compiled = compiled
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        if optimizer is not None:
+            model.optimizer = optimizer
+            model.compiled = compiled
     return path
 
 
@@ -190,7 +179,12 @@ def read_info(path: str | Path) -> ModelInfo:
 
 
 def load_model(path: str | Path, *, compile: bool = False) -> LoadedModel:
-    """Load a cxrtool model in Keras' safe mode; a clear :class:`ModelFormatError` otherwise."""
+    """Load a cxrtool ``.keras`` model in Keras' safe mode; returns ``LoadedModel(model, info, path)``.
+
+    Registers cxrtool's custom layers first (plain ``keras.saving.load_model`` cannot find
+    them otherwise). A file that is missing or not a cxrtool model is a clear
+    :class:`ModelNotFoundError` / :class:`ModelFormatError`, raised before Keras is imported.
+    """
     path = Path(path)
     info = read_info(path)  # fails fast, before Keras, on files that are not cxrtool models
     from .backend import import_keras
@@ -207,6 +201,7 @@ def load_model(path: str | Path, *, compile: bool = False) -> LoadedModel:
 
 
 __all__ = [
+    "INFO_LAYER",
     "LoadedModel",
     "ModelInfo",
     "get_info",

@@ -13,9 +13,7 @@ Importing this module does not import Keras; :func:`make_feeder` does.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +22,12 @@ import numpy as np
 from PIL import Image
 
 from . import CLASSES
+from .atomic import atomic_path
 from .errors import DatasetError, ImageLoadError
 from .imageio import load_image
 from .manifest import Manifest, read_manifest
+from .progress import ProgressFn, report
+from .workers import default_workers
 
 CACHE_DIR = ".cache"
 CACHE_VERSION = 1
@@ -78,9 +79,12 @@ def load_split(
     *,
     cache: bool = True,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> SplitData:
-    """The split as arrays, from the cache when it matches the manifest, else decoded (and cached)."""
+    """The split as arrays, from the cache when it matches the manifest, else decoded (and cached).
+
+    ``progress`` gets a ``load`` event (``split``, done, total) per decoded image.
+    """
     entries = manifest.split(split)
     classes = tuple(manifest.classes or CLASSES)
     index = {c: i for i, c in enumerate(classes)}
@@ -104,12 +108,10 @@ def load_split(
         except ImageLoadError as exc:
             raise DatasetError(f"{split} split: {exc} (rebuild the dataset or fix the file)") from None
 
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        for _ in pool.map(one, range(len(entries))):
-            done += 1
-            if progress is not None:
-                progress(done, len(entries))
+    # decoding is I/O and Pillow (which releases the GIL): threads, capped at 8
+    with ThreadPoolExecutor(max_workers=default_workers(cap=8, requested=workers)) as pool:
+        for done, _ in enumerate(pool.map(one, range(len(entries))), start=1):
+            report(progress, "load", done, len(entries), split=split)
     if cache and len(entries):
         _write_cache(target, x, files)
     return SplitData(split, x, y, files, classes)
@@ -124,10 +126,8 @@ def _write_cache(target: Path, x: np.ndarray, files: Sequence[str]) -> None:
         for old in folder.glob(f"{prefix}*.npz"):
             if old != target:
                 old.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=x, files=np.asarray(list(files), dtype=str))
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".npz") as tmp:
+            np.savez(tmp, x=x, files=np.asarray(list(files), dtype=str))
     except OSError:
         pass  # a read-only dataset folder still trains, just without a cache
 
@@ -149,10 +149,10 @@ def load_dataset(
     *,
     cache: bool = True,
     require_all_classes: Sequence[str] = ("train",),
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> Dataset:
     """Read the manifest and load ``splits``; clear :class:`DatasetError` for empty splits or
-    a class missing from a split named in ``require_all_classes``."""
+    a class missing from a split named in ``require_all_classes``. ``progress``: see :func:`load_split`."""
     manifest = read_manifest(dataset)
     out = {}
     for split in splits:
@@ -167,8 +167,7 @@ def load_dataset(
                 f"{manifest.root}: class{'es' if len(missing) > 1 else ''} {', '.join(missing)} "
                 f"missing from the {split} split; a classifier cannot learn a class it never sees"
             )
-        cb = (lambda d, t, s=split: progress(s, d, t)) if progress else None
-        out[split] = load_split(manifest, split, size, cache=cache, progress=cb)
+        out[split] = load_split(manifest, split, size, cache=cache, progress=progress)
     return Dataset(manifest, size, out)
 
 

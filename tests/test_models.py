@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cxrtool import CLASSES
-from cxrtool.errors import CxrError, ModelFormatError, ModelNotFoundError
+from cxrtool.errors import CxrError, ModelFormatError, ModelNotFoundError, UsageError
 from cxrtool.models import ARCHITECTURES, default_image_size, get_spec, min_image_size
 
 
@@ -22,8 +22,9 @@ def test_registry_follows_the_paper():
         assert default_image_size(name) == 100
         assert get_spec(name).default_batch_size == 32
     assert default_image_size("vit") == 72 and get_spec("vit").default_batch_size == 16
-    assert get_spec("vit").options["patch_size"] == 3 and get_spec("vit").options["vit_layers"] == 8
-    assert (72 // 3) ** 2 == 576
+    vit = get_spec("vit")
+    assert vit.options["patch_size"] == 3 and vit.options["vit_layers"] == 8
+    assert (vit.default_image_size // vit.options["patch_size"]) ** 2 == 576  # the paper's 576 patches
     assert min_image_size("resnet50") == 32 and min_image_size("mobilenetv2") == 32
     assert {get_spec(n).default_weights for n in ("mobilenetv2", "resnet50", "resnet152")} == {"imagenet"}
     assert get_spec("cnn").default_weights == get_spec("vit").default_weights == "none"
@@ -36,6 +37,38 @@ def test_registry_import_is_cheap():
            "print('keras' in sys.modules or 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_architecture_names_a_builder_module():
+    import importlib.util
+
+    for name, spec in ARCHITECTURES.items():
+        assert spec.name == name
+        assert importlib.util.find_spec(f"cxrtool.models.{spec.builder}") is not None, name
+
+
+def test_top_level_load_model_in_a_fresh_process(tmp_path):
+    """``import cxrtool`` imports no Keras/JAX; ``cxrtool.load_model`` registers the custom
+    layers itself (plain ``keras.saving.load_model`` fails with "Could not locate class")."""
+    from cxrtool.artifact import ModelInfo, save_model
+    from cxrtool.models import build_model
+
+    model = build_model("cnn", image_size=16, weights="none", augment={}, seed=0)
+    path = save_model(model, tmp_path / "cnn.keras", ModelInfo("cnn", image_size=16))
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, cxrtool\n"
+        "print('keras' in sys.modules or 'jax' in sys.modules)\n"
+        "m = cxrtool.load_model(sys.argv[1])\n"
+        "print(type(m).__name__, m.info.architecture, m.info.image_size)\n"
+        "np.save(sys.argv[3], m.model.predict(np.load(sys.argv[2]), verbose=0))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["False", "LoadedModel cnn 16"]
+    assert np.allclose(np.load(tmp_path / "p.npy"), model.predict(x, verbose=0), atol=1e-6)
 
 
 def test_impossible_weights_and_sizes_are_clear_errors(tmp_path):
@@ -51,6 +84,8 @@ def test_impossible_weights_and_sizes_are_clear_errors(tmp_path):
         check_image_size("vit", 25)
     with pytest.raises(CxrError, match="too small"):
         build_model("cnn", image_size=8, weights="none")
+    with pytest.raises(UsageError, match="--patch-size applies to the vit model only"):
+        build_model("cnn", image_size=16, weights="none", patch_size=4)
 
 
 def test_preprocess_scalings():
@@ -170,9 +205,17 @@ def test_warm_start_from_a_cxrtool_model_file(tmp_path):
     source = build_model("cnn", image_size=16, weights="none", seed=1)
     path = save_model(source, tmp_path / "cnn.keras", ModelInfo("cnn", image_size=16))
     warm = build_model("cnn", image_size=16, weights=str(path), seed=2)
+    assert len(warm.get_weights()) == len(source.get_weights()) > 0
     for a, b in zip(source.get_weights(), warm.get_weights()):
         assert np.array_equal(a, b)
     vit = build_model("vit", image_size=12, weights="none", vit_layers=1)
     other = save_model(vit, tmp_path / "vit.keras", ModelInfo("vit", image_size=12))
     with pytest.raises(ModelFormatError, match="does not fit a cnn model"):
         build_model("cnn", image_size=16, weights=str(other))
+    from cxrtool.backend import import_keras
+
+    keras = import_keras()
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(plain)
+    with pytest.raises(ModelFormatError, match="not a cxrtool model"):
+        build_model("cnn", image_size=16, weights=str(plain))

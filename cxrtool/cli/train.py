@@ -97,27 +97,29 @@ def train(
     with console.progress(transient=True) as bar:
         task = {"id": None}
 
+        def new_task(description: str, total: int | None) -> None:
+            if task["id"] is not None:
+                bar.remove_task(task["id"])
+            task["id"] = bar.add_task(description, total=total)
+
         def on_event(event: dict) -> None:
-            kind = event["event"]
-            if kind == "status":
+            stage, done = event["stage"], event["done"]
+            if stage == "status":
                 console.info(event["message"])
-            elif kind == "load":
-                if task["id"] is None or event["done"] == 1:
-                    if task["id"] is not None:
-                        bar.remove_task(task["id"])
-                    task["id"] = bar.add_task(f"loading {event['split']}", total=event["total"])
-                bar.update(task["id"], completed=event["done"])
-            elif kind == "epoch_begin":
-                if task["id"] is not None:
-                    bar.remove_task(task["id"])
-                task["id"] = bar.add_task(f"epoch {event['epoch']}/{event['epochs']}", total=event["steps"])
-            elif kind == "batch" and task["id"] is not None:
-                bar.update(task["id"], completed=event["step"])
-            elif kind == "epoch_end":
+            elif stage == "load":
+                if task["id"] is None or done == 1:
+                    new_task(f"loading {event['split']}", event["total"])
+                bar.update(task["id"], completed=done)
+            elif stage == "batch":
+                if done == 0:
+                    new_task(f"epoch {event['epoch']}/{event['epochs']}", event["total"])
+                elif task["id"] is not None:
+                    bar.update(task["id"], completed=done)
+            elif stage == "epoch":
                 row = event["logs"]
-                mark = " *" if event["best_epoch"] == event["epoch"] else ""
+                mark = " *" if event["best_epoch"] == done else ""
                 console.info(
-                    f"epoch {event['epoch']}/{event['epochs']}  loss {row.get('loss', float('nan')):.4f}  "
+                    f"epoch {done}/{event['total']}  loss {row.get('loss', float('nan')):.4f}  "
                     f"acc {row.get('accuracy', float('nan')):.3f}  val_loss {row.get('val_loss', float('nan')):.4f}  "
                     f"val_acc {row.get('val_accuracy', float('nan')):.3f}  lr {row['lr']:.2g}  {row['seconds']:.1f}s{mark}"
                 )

@@ -3,17 +3,16 @@
 The backbone is created on the output tensor of cxrtool's ``preprocess`` layer
 (``input_tensor=``), so its layers sit directly in the classifier's graph and Grad-CAM can
 split the model at any of them. Pretrained weights are loaded into a separate, standalone
-copy of the backbone (exactly the way Keras loads them) and copied over layer by layer.
+copy of the backbone (:func:`cxrtool.models.weights.pretrained_backbone`) and copied over
+layer by layer.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import warnings
 
 from ..backend import import_keras
-from ..errors import CxrError, ModelFormatError
+from .weights import copy_weights_in_order, pretrained_backbone
 
 keras = import_keras()
 
@@ -24,11 +23,15 @@ CONSTRUCTORS = {
 }
 
 
-def build_backbone(spec, x, size: int, weights: str):
-    """Build ``spec``'s backbone on tensor ``x``; returns (feature tensor, backbone layer names)."""
+def build_backbone(spec, x, size: int, *, weights: str = "none", seed: int | None = None):
+    """Build SPEC's backbone on tensor X; returns (feature tensor, backbone layer names).
+
+    WEIGHTS: "none", "imagenet" or a backbone weights file. (SEED: unused, the applications
+    initialise themselves.)
+    """
     ctor = CONSTRUCTORS[spec.name]
     # load pretrained weights first: an offline ImageNet fetch or a bad file fails before any building
-    source = standalone_backbone(spec.name, size, weights) if weights != "none" else None
+    source = pretrained_backbone(ctor, spec.name, size, weights) if weights != "none" else None
     before = {id(t) for t in _all_layers_upstream(x)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,40 +41,8 @@ def build_backbone(spec, x, size: int, weights: str):
     if features.name != spec.gradcam_layer and graph.layers[-1].name != spec.gradcam_layer:
         raise RuntimeError(f"{spec.name}: expected last backbone layer {spec.gradcam_layer}, got {graph.layers[-1].name}")
     if source is not None:
-        copy_backbone_weights(spec, source, graph)
+        copy_weights_in_order(spec.name, source.layers, graph.layers)
     return features, names
-
-
-def copy_backbone_weights(spec, source, graph) -> None:
-    """Copy the weights of a standalone backbone into the flat graph, layer by layer in order."""
-    src_layers = [layer for layer in source.layers if layer.weights]
-    dst_layers = [layer for layer in graph.layers if layer.weights]
-    if len(src_layers) != len(dst_layers):
-        raise ModelFormatError(f"{spec.name}: weighted layer count differs ({len(src_layers)} vs {len(dst_layers)})")
-    for src, dst in zip(src_layers, dst_layers):
-        dst.set_weights(src.get_weights())
-
-
-def standalone_backbone(name: str, size: int, weights: str):
-    """A plain ``keras.applications`` backbone (include_top=False) with ``weights`` loaded."""
-    ctor = CONSTRUCTORS[name]
-    try:
-        # Keras prints "Downloading data from ..." on stdout: keep stdout for results only.
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ctor(include_top=False, weights=weights, input_shape=(size, size, 3))
-    except Exception as exc:
-        text = " ".join(str(exc).split())
-        if weights == "imagenet":
-            raise CxrError(
-                f"cannot get the ImageNet weights for {name} (Keras downloads them once and caches them "
-                f"in ~/.keras/models; this machine could not fetch them: {text[:160]}); "
-                f"use --weights PATH with a local weights file (e.g. the Keras '..._notop.h5' copied "
-                f"from a machine with internet) or --weights none to train from scratch"
-            ) from None
-        raise ModelFormatError(
-            f"--weights {weights} does not fit the {name} backbone (include_top=False) at {size} px: {text[:200]}"
-        ) from None
 
 
 def _all_layers_upstream(tensor):

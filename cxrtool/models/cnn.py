@@ -14,8 +14,12 @@ keras = import_keras()
 STAGES = ((32, 1), (64, 1), (128, 2), (256, 1))  # (filters, convs per stage)
 
 
-def build_cnn(x, *, seed: int | None = None):
-    """Return (feature tensor named ``feature_map``, backbone layer names)."""
+def build_backbone(spec, x, size: int, *, weights: str = "none", seed: int | None = None):
+    """Return (feature tensor named ``feature_map``, backbone layer names).
+
+    Built with random weights (WEIGHTS is always "none" here: a whole-model weights file is
+    loaded after the model is built).
+    """
     names = []
     init = keras.initializers.HeNormal(seed=seed)
 

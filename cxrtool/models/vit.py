@@ -17,10 +17,12 @@ from .layers import PositionEmbedding
 keras = import_keras()
 
 
-def build_vit(
+def build_backbone(
+    spec,
     x,
     image_size: int,
     *,
+    weights: str = "none",
     patch_size: int = 3,
     vit_layers: int = 8,
     vit_dim: int = 64,
@@ -29,7 +31,11 @@ def build_vit(
     dropout: float = 0.1,
     seed: int | None = None,
 ):
-    """Return (feature tensor ``feature_map`` of shape (grid, grid, vit_dim), backbone layer names)."""
+    """Return (feature tensor ``feature_map`` of shape (grid, grid, vit_dim), backbone layer names).
+
+    Built with random weights (WEIGHTS is always "none" here: a whole-model weights file is
+    loaded after the model is built).
+    """
     if vit_dim % vit_heads:
         from ..errors import CxrError
 
