@@ -11,14 +11,14 @@ from .app import app
 
 EPILOG = """[bold]Examples[/bold]
 
-  cxrtool demo                      # writes ./cxrtool-demo/, one to two minutes on a 2-core CPU
+  cxrtool demo                          # writes ./cxrtool-demo/
 
-  cxrtool demo --out /tmp/demo --seed 1
+  cxrtool demo --out /tmp/demo --seed 1 # another set of phantoms
 
-Writes phantom sources, builds a dataset, trains a small CNN and a small ViT, ensembles
-them, evaluates all three on the test split (every model learns: accuracies in the table),
-draws Grad-CAM overlays and predicts the test folder. Nothing is downloaded. The list of
-files it made goes to stdout.
+Writes phantom sources, builds a dataset, trains a small CNN and a small ViT,
+ensembles them, evaluates all three on the test split (the table shows each
+model's accuracy), draws Grad-CAM overlays and predicts the test folder.
+Nothing is downloaded. The list of files it made goes to stdout.
 """
 
 
