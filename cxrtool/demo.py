@@ -42,6 +42,9 @@ class DemoSettings:
 
 @dataclass
 class DemoResult:
+    """What :func:`run_demo` made: the folder, seconds per step, the files a person opens and
+    the evaluation document of :func:`~cxrtool.evaluate.evaluate` (test split)."""
+
     out: Path
     seconds: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
@@ -59,8 +62,8 @@ class DemoResult:
 
     @property
     def baseline(self) -> float:
-        """Accuracy of always answering the test split's largest class: what a model that learned
-        nothing scores (the old ``--quick`` demo's 0.385 was exactly this)."""
+        """Accuracy of always answering the test split's largest class: about what a model that
+        learned nothing scores (the removed ``--quick`` setting's models scored 0.385 that way)."""
         docs = list(self.evaluation.get("models", {}).values())
         if not docs:
             return 0.0
