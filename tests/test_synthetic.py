@@ -6,6 +6,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,7 +86,7 @@ def test_layout_shared_and_size_independent() -> None:
     # Masks at different sizes describe the same region.
     small = pattern_mask("pneumonia", 5, 64)
     big = pattern_mask("pneumonia", 5, 128)
-    assert abs(small.mean() - big.mean()) < 0.01
+    assert small.any() and abs(small.mean() - big.mean()) < 0.01
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -148,25 +149,12 @@ def test_classes_separable_by_nearest_centroid() -> None:
     assert f["pneumonia"][1] > f["normal"][1] + 0.05
 
 
-def test_phantom_speed() -> None:
-    import time
-
-    make_phantom("covid", 0, 128)
-    t = time.process_time()  # CPU time: robust against a busy machine
-    for s in range(10):
-        make_phantom("covid", 100 + s, 128)
-    assert (time.process_time() - t) / 10 < 0.05
-    t = time.process_time()
-    make_phantom("pneumonia", 1, 1024)
-    assert time.process_time() - t < 2.0  # generous for slow CI; ~0.3 s typical
-
-
 def test_no_heavy_imports() -> None:
     import subprocess
 
-    code = "import sys, cxrtool.synthetic; print(any(m in sys.modules for m in ('keras', 'jax')))"
+    code = "import sys, cxrtool.synthetic; print(sorted(m for m in ('keras', 'jax', 'scipy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------------- source tree
@@ -241,6 +229,7 @@ def test_tree_images_decode(tree: SyntheticTree) -> None:
             assert max(im.size) < 32
     assert {"L", "RGB"} <= modes
     assert any(m.startswith("I") for m in modes)  # 16-bit PNG
+    assert tree.sixteen_bit and tree.rgb and tree.tiny
     for rel in tree.sixteen_bit:
         arr = np.asarray(_load(tree.root / rel))
         assert arr.max() > 255
@@ -278,11 +267,12 @@ def test_tree_duplicates(tree: SyntheticTree) -> None:
     for a, b in tree.near_duplicates:
         assert _sha(root / a) != _sha(root / b)
         assert tree.content[a] == tree.content[b]
-        assert b in tree.transforms and tree.near_phash[b] <= 4
+        assert b in tree.transforms
     # within and across sources, for both kinds
     for pairs in (tree.exact_duplicates, tree.near_duplicates):
         assert any(tree.sources[a] == tree.sources[b] for a, b in pairs)
         assert any(tree.sources[a] != tree.sources[b] for a, b in pairs)
+    assert tree.cross_source_duplicates
     for a, b in tree.cross_source_duplicates:
         assert tree.sources[a] != tree.sources[b]
     # Radiography normals re-encoded from chest_xray normals, as in the real data
@@ -297,7 +287,26 @@ def test_tree_duplicates(tree: SyntheticTree) -> None:
         hashes.setdefault(_sha(root / rel), rel)
     exact_copies = {b for _, b in tree.exact_duplicates}
     assert len(hashes) == len(tree.images()) - len(exact_copies)
-    assert tree.min_distinct_phash >= 10
+
+
+def _phash(path: Path) -> imagehash.ImageHash:
+    with Image.open(path) as im:
+        return imagehash.phash(im.convert("L"))
+
+
+def test_tree_hash_separation(tree: SyntheticTree) -> None:
+    """On the files as written, a pHash radius between 4 and 10 bits finds every planted near
+    copy and no pair of distinct pictures (what a hash-based deduplicator relies on)."""
+    images = [r for r in tree.images() if r not in tree.low_contrast]  # flat frames hash alike
+    h = {rel: _phash(tree.root / rel) for rel in images}
+    near = [h[a] - h[b] for a, b in tree.near_duplicates]
+    assert len(near) >= 5 and max(near) <= 4
+    assert all(tree.near_phash[b] <= 4 for _, b in tree.near_duplicates)
+    one_per_picture = list({tree.content[r]: r for r in images}.values())
+    assert len(one_per_picture) > 100
+    closest = min(h[a] - h[b] for i, a in enumerate(one_per_picture) for b in one_per_picture[i + 1 :])
+    assert closest >= 10
+    assert tree.min_distinct_phash >= 10 and tree.min_distinct_dhash >= 4
 
 
 def test_tree_label_conflicts(tree: SyntheticTree) -> None:
@@ -326,15 +335,15 @@ def test_tree_patients(tree: SyntheticTree) -> None:
         multi.setdefault(pid, []).append(rel)
         assert rel.startswith("chest_xray/")
     assert any(len(v) > 1 for v in multi.values())
-    for pid in tree.leaked_patients:
-        splits = {rel.split("/")[1] for rel in multi[pid]}
-        assert {"train", "test"} <= splits or len(splits) > 1
+    # leaked = patients whose files lie in more than one split folder
+    leaked = sorted(pid for pid, rels in multi.items() if len({rel.split("/")[1] for rel in rels}) > 1)
+    assert leaked == tree.leaked_patients
 
 
 def test_tree_deterministic(tmp_path: Path) -> None:
     a = write_source_tree(tmp_path / "a", n_per_class=4, size=40, seed=7)
     b = write_source_tree(tmp_path / "b", n_per_class=4, size=40, seed=7)
-    assert a.files == b.files
+    assert a.files and a.files == b.files
     for rel in a.files:
         assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes()
     assert a.exact_duplicates == b.exact_duplicates and a.near_duplicates == b.near_duplicates

@@ -125,6 +125,7 @@ def exposure_histograms(result: BuildResult, path: Path) -> None:
         ax.set_xlabel(labels[m])
         ax.set_ylabel("images")
         ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)  # one full bin alone would autoscale to a sliver of a decade
     axes[-1].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Exposure metrics of {len(measured)} decoded images; dashed lines: thresholds")
     fig.tight_layout()
