@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
-#: The shared label space; every source adapter maps into it, every model predicts it.
-CLASSES: tuple[str, ...] = ("covid", "pneumonia", "normal")
+from .labels import CLASSES
+from .version import __version__
 
 if TYPE_CHECKING:
     from .artifact import load_model

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import CLASSES, __version__
+from .labels import CLASSES
+from .version import __version__
 from .atomic import atomic_path
 from .errors import ModelFormatError, ModelNotFoundError
 from .models.names import INFO_LAYER, LOGITS_LAYER

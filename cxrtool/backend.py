@@ -52,7 +52,7 @@ def runtime_info() -> dict[str, object]:
     """Versions, backend and the devices JAX sees (for ``cxrtool info`` and metrics files)."""
     import platform
 
-    from . import __version__
+    from .version import __version__
 
     keras = import_keras()
     import jax

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import CLASSES
+from .labels import CLASSES
 from .atomic import atomic_path
 from .errors import UsageError
 

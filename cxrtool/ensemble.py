@@ -264,7 +264,7 @@ def _ensemble_info(gathered: Sequence[_Member], weights: Sequence[float], method
                    manifest, data: str | Path | None, keras_version: str) -> ModelInfo:
     """The ensemble's metadata: its members (name, file fingerprint, weight, ...) and the
     dataset they share (``data`` if given, else the members' common one, else none)."""
-    from . import __version__
+    from .version import __version__
     from .inputs import RESIZE
 
     size = max(m.info.image_size for m in gathered)

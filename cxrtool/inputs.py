@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import CLASSES
+from .labels import CLASSES
 from .atomic import atomic_path
 from .errors import DatasetError, ImageLoadError
 from .imageio import load_image

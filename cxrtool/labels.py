@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from . import CLASSES
+#: The shared label space, in model output order; every source adapter maps into it, every model
+#: predicts it. (Defined here, not in ``cxrtool/__init__``, so modules need not import the package root.)
+CLASSES: tuple[str, ...] = ("covid", "pneumonia", "normal")
 
 #: Folder-name aliases (normalised: lower case, no spaces, '-' or '_') for the three classes.
 CLASS_ALIASES: dict[str, str] = {

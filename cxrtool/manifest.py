@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CLASSES
+from .labels import CLASSES
 from .errors import DatasetError
 
 MANIFEST_NAME = "manifest.csv"

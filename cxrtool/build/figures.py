@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import CLASSES
+from ..labels import CLASSES
 from ..errors import ImageLoadError
 from ..imageio import load_image
 from .quality import METRICS, reason_key

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import CLASSES
+from ..labels import CLASSES
 from ..errors import UsageError
 from ..progress import ProgressFn
 from .analyse import analyse_files

@@ -9,7 +9,8 @@ from collections import Counter
 
 import numpy as np
 
-from .. import CLASSES, __version__
+from ..labels import CLASSES
+from ..version import __version__
 from ..manifest import SPLITS
 from .quality import METRICS, reason_key
 from .types import BuildResult

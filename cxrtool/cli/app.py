@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from .. import console
 
 app = typer.Typer(

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .. import CLASSES
+from ..labels import CLASSES
 from ..console import err, progress, warn
 from ..errors import UsageError
 from .app import app

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import CLASSES
+from ..labels import CLASSES
 from ..errors import DatasetError, ImageLoadError, UsageError
 from ..progress import ProgressFn, report
 

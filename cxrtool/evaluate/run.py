@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report
 from .evalset import EvalSet, load_set_images, open_eval_set

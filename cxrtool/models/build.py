@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from .. import CLASSES
+from ..labels import CLASSES
 from .names import (
     AUGMENT_LAYER,
     DROPOUT_LAYER,

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from .. import CLASSES
+from ..labels import CLASSES
 
 # --------------------------------------------------------------------------------------
 # Geometry

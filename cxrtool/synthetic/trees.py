@@ -20,7 +20,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from .. import CLASSES
+from ..labels import CLASSES
 from .phantoms import _check_label, _hw, _seed_int, lung_mask, make_phantom
 
 # --------------------------------------------------------------------------------------

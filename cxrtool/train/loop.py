@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
 from ..errors import DatasetError

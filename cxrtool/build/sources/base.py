@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ... import CLASSES
+from ...labels import CLASSES
 from ...errors import UsageError
 from ...imageio import IMAGE_EXTENSIONS, is_junk
 from ...labels import CLASS_ALIASES, normalise  # noqa: F401  (re-exported for adapters)

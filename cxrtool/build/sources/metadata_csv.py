@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ... import CLASSES
+from ...labels import CLASSES
 from ...errors import UsageError
 from .base import CLASS_ALIASES, SourceAdapter, normalise
 
