@@ -157,10 +157,20 @@ def test_unexpected_exception_is_one_line_without_debug(failing_commands, capsys
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
-def test_global_flags_after_subcommand_are_accepted(capsys):
-    for flag in ("-q", "-v", "--verbose", "--quiet"):
-        assert main(["info", "--help", flag]) == 0
+@pytest.mark.parametrize(
+    "flags, level",
+    [(["-q"], 0), (["--quiet"], 0), ([], 1), (["-v"], 2), (["--verbose"], 2), (["-vv"], 3), (["-v", "-v"], 3),
+     (["-qv"], 0), (["-q", "-v"], 0)],
+)
+def test_global_flags_after_subcommand_set_the_verbosity(flags, level, capsys):
+    """-q/-v given after the subcommand (alone, repeated or combined as -qv) still set the level; quiet wins."""
+    from cxrtool import console
+
+    console.set_verbosity(1)
+    assert main(["info", "--help", *flags]) == 0
+    assert console.verbosity() == level
     capsys.readouterr()
+    console.set_verbosity(1)
 
 
 # --------------------------------------------------------------------------- Keras/JAX (one subprocess)
