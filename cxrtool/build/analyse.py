@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,15 @@ def _analyse_task(args: tuple[str, str, int]) -> Analysis:
     return analyse_file(Path(args[0]), args[1], args[2])
 
 
+def _pool_context():
+    """Fork is the cheapest start, but forking a process that has loaded JAX (multithreaded)
+    can deadlock the child: then start workers from a clean server process instead."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "jax" not in sys.modules:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def analyse_files(
     paths: list[Path], hash_name: str, hash_size: int, workers: int | None, progress: ProgressFn | None = None
 ) -> list[Analysis]:
@@ -66,8 +76,7 @@ def analyse_files(
             results.append(_analyse_task(task))
             report(progress, "analyse", len(results), total)
         return results
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) as pool:
+    with _pool_context().Pool(workers) as pool:
         for result in pool.imap(_analyse_task, tasks, chunksize=32):
             results.append(result)
             report(progress, "analyse", len(results), total)
