@@ -1,12 +1,15 @@
 """Session-wide test settings.
 
 A persistent JAX compilation cache: most of the suite's time is XLA compiling the same small
-models run after run, so compiled executables are kept on disk in ``<repo>/.cache/jax``
-(ignored by git) and reused by the next run on this machine. The settings are environment
+models run after run, so compiled executables are kept on disk in the user's cache folder
+(``$XDG_CACHE_HOME/cxrtool/jax-tests``, else ``~/.cache/cxrtool/jax-tests``) and reused by the
+next run on this machine, from any checkout (a fresh clone, CI). JAX keys every entry by the
+program, the compile options, the JAX/jaxlib versions and the device, so a stale entry is
+never used for a different program. The settings are environment
 variables, set before any test module imports JAX, so subprocesses the tests start (the CLI
 run as ``python -m cxrtool ...``) use the same cache. A value already in the environment
 wins; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns the cache off. The cache is not size-capped
-(JAX needs the ``filelock`` package for that): ``rm -rf .cache/jax`` empties it.
+(JAX needs the ``filelock`` package for that): ``rm -rf ~/.cache/cxrtool/jax-tests`` empties it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-JAX_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "jax"
+JAX_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cxrtool" / "jax-tests"
 
 JAX_CACHE_SETTINGS = {
     "JAX_COMPILATION_CACHE_DIR": str(JAX_CACHE_DIR),
