@@ -118,17 +118,21 @@ def exposure_histograms(result: BuildResult, path: Path) -> None:
         values = np.array([getattr(c.analysis.quality, m) for c in measured])
         failed = np.array([c.reason in ("over-exposed", "under-exposed", "low contrast / near blank") for c in measured])
         bins = np.linspace(0, 8 if m == "entropy" else 1, 41)
-        ax.hist([values[~failed], values[failed]], bins=bins, stacked=True, color=["#4878a8", "#d1495b"], label=["passed", "excluded (exposure)"])
+        counts, _, _ = ax.hist([values[~failed], values[failed]], bins=bins, stacked=True, color=["#4878a8", "#d1495b"],
+                               label=["passed", "excluded (exposure)"])
+        ax.set_yscale("log")
+        # one full bin alone would autoscale to a sliver of a decade; headroom for the labels
+        ax.set_ylim(0.5, max(2.0, float(np.max(counts[-1])) if len(values) else 2.0) * 4)
         for value, name in marks[m]:
             ax.axvline(value, color="black", linestyle="--", linewidth=1)
-            ax.text(value, ax.get_ylim()[1] * 0.92, f" {name} {value:g}", fontsize=8)
+            # x in data, y in axes units: the label stays inside the panel whatever the scale
+            ax.text(value, 0.97, f" {name} {value:g}", fontsize=8, va="top", transform=ax.get_xaxis_transform())
         ax.set_xlabel(labels[m])
         ax.set_ylabel("images")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.5)  # one full bin alone would autoscale to a sliver of a decade
-    axes[-1].legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"Exposure metrics of {len(measured)} decoded images; dashed lines: thresholds")
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=9, loc="upper right", ncol=2, frameon=False)
+    fig.suptitle(f"Exposure metrics of {len(measured)} decoded images; dashed lines: thresholds", x=0.4)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
