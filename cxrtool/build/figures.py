@@ -64,7 +64,8 @@ def _sheet(rows: list[tuple[str, list[Candidate]]], title: str, path: Path, capt
             ax.set_title(caption(members[col]), fontsize=7)
         axes[r][0].set_ylabel(row_title, fontsize=9, rotation=0, ha="right", va="center", labelpad=8)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    top_inches = 0.55  # room for the title above the first row's captions, whatever the height
+    fig.tight_layout(rect=(0, 0, 1, 1 - top_inches / fig.get_figheight()))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
