@@ -59,25 +59,40 @@ def test_border_share_of_border_heat_centre_blob_and_uniform():
 
 
 def _with_text(img: np.ndarray, text: str = "F: Day 15") -> tuple[np.ndarray, np.ndarray]:
-    """The phantom with white text in its top-left corner, and the drawn text pixels."""
+    """The phantom with white text in its top-left corner (as burnt-in text sits, on the
+    dark margin), and the drawn text pixels."""
+    h, w = img.shape
     im = Image.fromarray(img.copy(), mode="L")
-    ImageDraw.Draw(im).text((0.04 * img.shape[1], 0.03 * img.shape[0]), text, fill=255,
-                            font=ImageFont.load_default(size=img.shape[0] // 12))
+    ImageDraw.Draw(im).text((0.02 * w, 0.015 * h), text, fill=255, font=ImageFont.load_default(size=h // 16))
     arr = np.asarray(im)
     return arr, (arr.astype(int) - img.astype(int)) > 40
 
 
-@pytest.mark.parametrize("label,seed", [("covid", 0), ("pneumonia", 2), ("normal", 1), ("normal", 2)])
+def _text_cases(per_class: int = 2) -> list[tuple[str, int]]:
+    """Phantoms without a side marker (so every find is the drawn text or a false positive)
+    whose top-left corner, where the text goes, is dark margin (text on tissue is a known
+    miss, see text_mask): the first ``per_class`` of each class."""
+    cases: list[tuple[str, int]] = []
+    for seed in range(80):
+        label = ("covid", "pneumonia", "normal")[seed % 3]
+        if (sum(c == label for c, _ in cases) < per_class and phantom_layout(label, seed).marker is None
+                and make_phantom(label, seed, SIZE)[: SIZE // 10, : SIZE // 3].max() < 70):
+            cases.append((label, seed))
+    assert len(cases) == 3 * per_class
+    return cases
+
+
+@pytest.mark.parametrize("label,seed", _text_cases())
 def test_text_detector_finds_drawn_text_and_not_the_lungs(label, seed):
+    assert phantom_layout(label, seed).marker is None
     img = make_phantom(label, seed, SIZE)
     with_text, drawn = _with_text(img)
     found = text_mask(with_text)
-    assert drawn.sum() > 200
-    assert found[drawn].mean() > 0.8  # recall of the drawn text pixels
-    lungs = lung_mask(label, seed, SIZE)
+    assert drawn.sum() > 150
+    assert found[drawn].mean() > 0.9  # recall of the drawn text pixels
     near_text = ndimage.binary_dilation(drawn, iterations=6)
-    false_in_lungs = found & lungs & ~near_text
-    assert false_in_lungs.sum() < 0.002 * lungs.sum()
+    assert (found & ~near_text).sum() < 0.001 * found.size  # nothing else, anywhere
+    assert not (found & lung_mask(label, seed, SIZE)).any()
 
 
 def test_text_detector_on_clean_phantoms_finds_only_the_side_marker():

@@ -77,22 +77,30 @@ def lift(share: float | None, area: float | None) -> float | None:
 def text_mask(
     image: np.ndarray,
     *,
-    percentile: float = 99.0,
-    min_level: float = 0.6,
+    min_level: float = 0.45,
     min_contrast: float = 0.25,
+    max_surround: float = 0.3,
     window: float = 0.04,
     max_component: float = 0.02,
     max_side: float = 0.4,
+    max_elongation: float = 12.0,
 ) -> np.ndarray:
     """Boolean mask of text-like regions (burnt-in labels and markers) of a grayscale image.
 
-    A pixel is a stroke when it is at least the image's ``percentile`` and ``min_level`` of
-    the full range (near-white) and at least ``min_contrast`` of the range brighter than its
-    grey opening over a ``window`` (fraction of the shorter side) square: thin bright marks
-    stand out, wide bright anatomy (shoulders, spine, the mediastinum) does not. Strokes are
-    merged into words by a closing, and components larger than ``max_component`` of the image
-    area or ``max_side`` of a side are dropped. The mask covers the words, not just the
-    strokes, so heat *on* the text counts. See the module docstring for what it misses.
+    A pixel is a stroke when it is at least ``min_level`` of the image's maximum and at least
+    ``min_contrast`` of the full range brighter than its grey opening over a ``window``
+    (fraction of the shorter side) square: thin bright marks stand out, wide bright anatomy
+    (shoulders, spine, the mediastinum) does not. Strokes are merged into words by a closing;
+    a word is kept when it is small (at most ``max_component`` of the image area and
+    ``max_side`` of either side) and sits on a dark surround (the 75th percentile of a ring
+    around it at most ``max_surround`` of the range): burnt-in text is written on the black
+    margin, while rib and clavicle edges and the bright rim of the body against the
+    background, the strongest look-alikes, have grey tissue on at least one side. Words must
+    also be compact (longest side at most ``max_elongation`` times the mean thickness, area /
+    longest side, and that thickness at least 2 px): wires, tubes and the rim of the body are
+    long thin lines.
+    The mask covers the words, not just the strokes, so heat *on* the text counts. See the
+    module docstring for what it misses.
     """
     from scipy import ndimage
 
@@ -105,8 +113,7 @@ def text_mask(
     short = min(h, w)
     k = max(3, int(round(window * short)) | 1)
     tophat = img - ndimage.grey_opening(img, size=(k, k))
-    level = max(float(np.percentile(img, percentile)), min_level)
-    strokes = (img >= level) & (tophat >= min_contrast)
+    strokes = (img >= min_level * float(img.max(initial=0))) & (tophat >= min_contrast)
     if not strokes.any():
         return strokes
     # letters -> words: close small gaps between strokes
@@ -114,14 +121,20 @@ def text_mask(
     words = ndimage.binary_closing(strokes, structure=np.ones((2 * gap + 1, 2 * gap + 1), bool), border_value=0)
     words |= strokes
     labels, n = ndimage.label(words)
-    if n == 0:
-        return words
+    # the ring around each word: its labels grown by half the window, minus the words
+    grown = ndimage.grey_dilation(labels, size=(k + 1, k + 1))
+    ring = np.where(words, 0, grown)
+    index = np.arange(1, n + 1)
+    surround = np.asarray(ndimage.labeled_comprehension(img, ring, index, lambda v: np.percentile(v, 75),
+                                                        np.float64, np.inf), dtype=np.float64)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     keep = np.zeros(n + 1, bool)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    for i, sl in enumerate(ndimage.find_objects(labels), 1):
+    for i, sl in enumerate(ndimage.find_objects(labels)):
         ch, cw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        keep[i] = (sizes[i] >= 2 and sizes[i] <= max_component * h * w
-                   and ch <= max_side * h and cw <= max_side * w)
+        thickness = sizes[i] / max(ch, cw)  # a letter or a word is compact; a wire or a rim is a line
+        keep[i + 1] = (sizes[i] <= max_component * h * w and ch <= max_side * h and cw <= max_side * w
+                       and thickness >= 2 and max(ch, cw) <= max_elongation * thickness
+                       and surround[i] <= max_surround)
     return keep[labels]
 
 
