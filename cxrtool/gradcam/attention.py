@@ -9,15 +9,17 @@ uniform map would give it: 1 is "no preference", above 1 is attraction.
 Pure numpy and scipy.ndimage; no Keras. The maps come from
 :func:`cxrtool.gradcam.explain` (0..1, at the image's resolution).
 
-The text detector (:func:`text_mask`) is a heuristic, not OCR. It looks for small, very
-bright, high-contrast strokes: pixels that are among the brightest of the image *and* much
-brighter than their surroundings (a white top-hat: the image minus its grey opening with a
-window a few percent of the image side), cleaned up and merged into words by a small
-closing, keeping only small connected components. Limits: dark text on a bright background,
-text as grey as the body, and text larger than ``max_component`` of the image are missed;
-very bright small objects that are not text (ECG electrodes, wires, clips, pacemaker leads,
-a saturated collimator edge) are found as "text" too. Read the text share as "heat on small
-burnt-in bright marks", and check a few overlays before trusting it on a new source.
+The text detector (:func:`text_mask`) is a heuristic, not OCR. It looks for small, bright,
+high-contrast marks on a dark surround: pixels much brighter than their surroundings (a
+white top-hat: the image minus its grey opening with a window a few percent of the image
+side), merged into words by a small closing, keeping small, compact words whose surround is
+dark (burnt-in text and side markers sit on the black margin). Checked by eye on the shared
+sources: it finds most "R"/"L" markers and burnt-in words on the margin. Limits: text on
+tissue or on a bright label box, dark text on a light background, large serif markers, long
+text lines and faint grey markers are missed; small bright objects on the margin that are
+not text (ECG electrodes, clips, tube connectors) are found as "text" too. Read the text share
+as "heat on small bright marks on the margin", and check a few overlays before trusting it
+on a new source.
 """
 
 from __future__ import annotations
