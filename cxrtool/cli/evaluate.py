@@ -21,11 +21,14 @@ EPILOG = (
     "  cxrtool evaluate data/ -m resnet50 -m resnet152 -m mobilenetv2 -m ensemble --out results/\n\n"
     "  cxrtool evaluate data/ -m ensemble --format json | jq .models.ensemble.metrics.accuracy\n\n"
     "  cxrtool evaluate hospital_x/ -m ensemble                          # folder of covid/ pneumonia/ normal/\n\n"
+    "  cxrtool evaluate data/ -m cnn --attention --attention-max 100    # Grad-CAM heat on borders and text\n\n"
     "Writes OUT/metrics.json (every number, model and dataset fingerprints, versions), OUT/report.md, "
     "OUT/predictions.csv and per model a confusion matrix, ROC curves and a reliability diagram "
     "(plus comparison_roc.png with several models). Confidence intervals resample whole manifest "
     "groups (duplicates/patients); the per-source breakdown shows source shortcuts. Unreadable "
-    "images are listed and excluded. Tables go to stderr; --format json|markdown prints to stdout."
+    "images are listed and excluded. --attention adds where each model looks: the share of its Grad-CAM "
+    "heat on the image border and on burnt-in text, per class and source (metrics.json 'attention', "
+    "OUT/attention.csv per image). Tables go to stderr; --format json|markdown prints to stdout."
 )
 
 
@@ -41,6 +44,9 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: off).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap random seed.")] = 0,
     bins: Annotated[int, typer.Option(help="Confidence bins for ECE and the reliability diagram.")] = 10,
+    attention: Annotated[bool, typer.Option("--attention", help="Also measure where each model looks: share of its Grad-CAM heat on the border band and on burnt-in text, per class and source (e.g. --attention --attention-max 100).")] = False,
+    attention_max: Annotated[int, typer.Option(help="Images explained for --attention, stratified by class and source (e.g. --attention-max 50).")] = 200,
+    attention_band: Annotated[float, typer.Option(help="Border band for --attention: outer fraction of each side (e.g. --attention-band 0.15).")] = 0.1,
 ) -> None:
     """Per-class metrics, ROC AUC, CIs, calibration and a per-source breakdown of one or more models."""
     from .. import console
@@ -61,15 +67,17 @@ def evaluate(
             if "message" in event:
                 console.info(event["message"])
             stage = event["stage"]
-            if stage in ("load", "predict") and event["done"]:
-                key = "reading images" if stage == "load" else f"predicting ({event['model']})"
+            if stage in ("load", "predict", "attention") and event["done"]:
+                key = {"load": "reading images", "predict": f"predicting ({event.get('model')})",
+                       "attention": "attention (Grad-CAM)"}[stage]
                 if key not in tasks:
                     tasks[key] = bar.add_task(key, total=event["total"])
                 bar.update(tasks[key], completed=event["done"])
 
         doc = run_evaluation(
             dataset, model, split=split, out=out, models_dir=models_dir, batch_size=batch_size,
-            n_boot=bootstrap, seed=seed, n_bins=bins, progress=on_event,
+            n_boot=bootstrap, seed=seed, n_bins=bins, attention=attention, attention_max=attention_max,
+            attention_band=attention_band, progress=on_event,
         )
     bad = doc["unreadable"]
     if bad["count"]:
@@ -100,7 +108,7 @@ def render_table(doc: dict) -> None:
     from rich.table import Table
 
     from ..console import err, verbosity
-    from ..evaluate.outputs import fmt, fmt_ci
+    from ..evaluate.outputs import ATTENTION_HEADER, attention_cells, attention_groups, fmt, fmt_ci
 
     if verbosity() <= 0:
         return
@@ -147,3 +155,15 @@ def render_table(doc: dict) -> None:
                 p.add_row(label if j == 0 else "", src, str(v["n"]), fmt(v["accuracy"]),
                           *(fmt(v["recall"][c]) for c in classes))
         show(p)
+    if doc.get("attention"):
+        a = Table(title=f"Where the models look: Grad-CAM heat on the {doc['attention']['settings']['band']:.0%} "
+                        "border band and on burnt-in text (lift = share / area; 1 = no preference)",
+                  box=box.SIMPLE_HEAD)
+        for col in ("Model", "Group", *ATTENTION_HEADER):
+            a.add_column(col, justify="left" if col in ("Model", "Group") else "right")
+        for i, (label, m) in enumerate(doc["attention"]["models"].items()):
+            if i:
+                a.add_section()
+            for j, (name, v) in enumerate(attention_groups(m)):
+                a.add_row(label if j == 0 else "", name, *attention_cells(v))
+        show(a)

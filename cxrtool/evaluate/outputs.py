@@ -43,10 +43,11 @@ def to_json(doc: dict) -> str:
 
 
 def write_outputs(doc: dict, out: Path, items: Sequence[Item], predictions: dict[str, np.ndarray],
-                  curves: dict[str, dict]) -> dict:
+                  curves: dict[str, dict], *, attention_rows: list[dict] | None = None) -> dict:
     """metrics.json, report.md, predictions.csv and the figures in ``out``; returns
     ``{name: file name}`` (also set as ``doc["files"]``). ``items``: the evaluated images, in
-    the row order of each ``predictions[model]`` array."""
+    the row order of each ``predictions[model]`` array; ``attention_rows``: per (model, image)
+    attention numbers for ``attention.csv`` (``evaluate --attention``)."""
     from . import figures as F
 
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,11 @@ def write_outputs(doc: dict, out: Path, items: Sequence[Item], predictions: dict
             curves, classes, p, f"ROC curves of every model, {where}"))
         if name:
             files["comparison_roc"] = name
+    if attention_rows is not None:
+        files["attention"] = "attention.csv"
     doc["files"] = files
+    if attention_rows is not None:
+        write_attention_csv(out / "attention.csv", attention_rows)
     write_predictions_csv(out / "predictions.csv", items, classes, predictions)
     write_text(out / "metrics.json", to_json(doc) + "\n")
     write_text(out / "report.md", markdown(doc))
@@ -103,6 +108,56 @@ def write_predictions_csv(path: Path, items: Sequence[Item], classes: Sequence[s
                 row += [classes[int(np.argmax(probs[i]))]] + [f"{p:.9g}" for p in probs[i]]
             writer.writerow(row)
     return path
+
+
+ATTENTION_COLUMNS = ("model", "file", "label", "source", "predicted", "border_share", "border_area",
+                     "text_share", "text_area")
+
+
+def write_attention_csv(path: Path, rows: Sequence[dict]) -> Path:
+    """One row per (model, image) of ``evaluate --attention``: where that map put its heat, so
+    the images whose text drew the heat can be found and opened with ``cxrtool gradcam``."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(ATTENTION_COLUMNS), restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+ATTENTION_HEADER = ("Images", "Border share", "Border area", "Border lift", "Text share", "Text area", "Text lift",
+                    "With text")
+
+
+def attention_cells(v: dict) -> list[str]:
+    """One summary (:func:`cxrtool.gradcam.attention.summarise`) as table cells, in
+    :data:`ATTENTION_HEADER` order; the CLI table uses it too."""
+    return [str(v["n"]), fmt(v["border_share"]), fmt(v["border_area"]), fmt(v["border_lift"], 2),
+            fmt(v["text_share"]), fmt(v["text_area"], 4), fmt(v["text_lift"], 2), str(v["text_images"])]
+
+
+def attention_groups(model_attention: dict) -> list[tuple[str, dict]]:
+    """``[(row name, summary)]``: all images, then per class, then per source."""
+    m = model_attention
+    return ([("all", m["overall"])] + [(f"class {c}", v) for c, v in m["per_class"].items()]
+            + [(f"source {s}", v) for s, v in m["per_source"].items()])
+
+
+def attention_markdown(doc: dict) -> str:
+    """Per model: the overall, per-class and per-source heat shares of ``evaluate --attention``."""
+    a = doc["attention"]
+    st = a["settings"]
+    lines = [f"Grad-CAM of the predicted class on {st['n_images']} images (stratified by class and source), "
+             f"border band {st['band']:.0%} of each side. Share: the fraction of the heat mass in the region; "
+             "area: the fraction of the image it covers; lift: share / area (1 = no preference, above 1: "
+             "the model looks there more than a uniform map would). Lungs-first models have a low border lift "
+             "and a text lift near 0; see docs/evaluate.md.", "",
+             "| Model | Group | " + " | ".join(ATTENTION_HEADER) + " |",
+             "| --- | --- |" + " ---: |" * len(ATTENTION_HEADER)]
+    for label, m in a["models"].items():
+        for j, (name, v) in enumerate(attention_groups(m)):
+            lines.append(f"| {label if j == 0 else ''} | {name} | " + " | ".join(attention_cells(v)) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -168,6 +223,8 @@ def markdown(doc: dict) -> str:
     if doc["warnings"]:
         out += ["## Warnings", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     out += ["## Summary", "", summary_markdown(doc), "## Per class (Table III layout)", "", comparison_markdown(doc)]
+    if doc.get("attention"):
+        out += ["## Where the models look (Grad-CAM heat on borders and burnt-in text)", "", attention_markdown(doc)]
     files = doc.get("files") or {}
     if files.get("comparison_roc"):
         out += ["## ROC curves of every model", "", f"![ROC comparison]({files['comparison_roc']})", ""]

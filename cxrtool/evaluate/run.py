@@ -21,6 +21,7 @@ import numpy as np
 from ..version import __version__
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report
+from .attention import attention_section, check_attention_options
 from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
 from .outputs import write_outputs
@@ -63,12 +64,17 @@ def evaluate(
     n_boot: int = 1000,
     seed: int = 0,
     n_bins: int = 10,
+    attention: bool = False,
+    attention_max: int = 200,
+    attention_band: float = 0.1,
     progress: ProgressFn | None = None,
 ) -> dict:
     """Evaluate ``models`` (names or ``.keras`` paths) on ``split`` of the dataset ``data`` or on a
     folder of class sub-folders. Returns the metrics document; with ``out`` also writes
     ``metrics.json``, ``report.md``, ``predictions.csv`` and the PNGs there (paths in
-    ``doc["files"]``). Every user error is a :class:`~cxrtool.errors.CxrError`, raised before
+    ``doc["files"]``). ``attention``: also measure where each model looks (Grad-CAM heat on
+    the border band and on burnt-in text, :mod:`.attention`) on up to ``attention_max``
+    images. Every user error is a :class:`~cxrtool.errors.CxrError`, raised before
     any model runs."""
     if not models:
         raise UsageError("give at least one --model")
@@ -78,6 +84,8 @@ def evaluate(
         raise UsageError("--bootstrap must be 0 (off) or more")
     if n_bins < 1:
         raise UsageError("--bins must be at least 1")
+    if attention:
+        check_attention_options(attention_max, attention_band)
     es = open_eval_set(data, split)
     classes = list(es.classes)
     refs = _check_models([str(m) for m in models], models_dir, es)
@@ -134,8 +142,13 @@ def evaluate(
         "warnings": warnings,
         "files": {},
     }
+    attention_rows = None
+    if attention:
+        doc["attention"], attention_rows = attention_section(
+            kept, refs, classes, max_images=attention_max, band=attention_band, batch_size=batch_size, seed=seed,
+            progress=progress)
     if out is not None:
-        doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves)
+        doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves, attention_rows=attention_rows)
         report(progress, "write", 1, 1, message=f"wrote {Path(out)}")
     return doc
 
