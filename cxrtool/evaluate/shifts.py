@@ -20,6 +20,7 @@ To add a shift: write ``def my_shift(image, severity, rng) -> image`` and add a
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -156,6 +157,18 @@ TEXT = {
 TEXT_MARGIN = 0.02
 
 
+_fonts = threading.local()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font at ``size`` px, loaded once per size and thread (loading costs more
+    than drawing; a FreeType face must not be shared between threads)."""
+    cache = _fonts.__dict__.setdefault("by_size", {})
+    if size not in cache:
+        cache[size] = ImageFont.load_default(size=size)
+    return cache[size]
+
+
 def text(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """White burnt-in text in the corners (a laterality marker, "PORTABLE", a date): the
     annotations a model can learn as a shortcut. The text's height is a fraction of the
@@ -167,10 +180,10 @@ def text(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     margin = round(TEXT_MARGIN * min(h, w))
     draw = ImageDraw.Draw(out)
     for corner, words in items:
-        font = ImageFont.load_default(size=size)
+        font = _font(size)
         left, top, right, bottom = draw.textbbox((0, 0), words, font=font)
         while right - left > 0.45 * w and font.size > 6:  # long strings on narrow images
-            font = ImageFont.load_default(size=font.size - 1)
+            font = _font(font.size - 1)
             left, top, right, bottom = draw.textbbox((0, 0), words, font=font)
         x = margin - left if corner.endswith("left") else w - margin - right
         y = margin - top if corner.startswith("top") else h - margin - bottom
