@@ -22,13 +22,17 @@ EPILOG = (
     "  cxrtool evaluate data/ -m ensemble --format json | jq .models.ensemble.metrics.accuracy\n\n"
     "  cxrtool evaluate hospital_x/ -m ensemble                          # folder of covid/ pneumonia/ normal/\n\n"
     "  cxrtool evaluate data/ -m cnn --attention --attention-max 100    # Grad-CAM heat on borders and text\n\n"
+    "  cxrtool evaluate data/ -m cnn --shift all                         # + accuracy under acquisition shifts\n\n"
+    "  cxrtool evaluate data/ -m cnn --shift gamma,invert,text --shift-severities 1,3\n\n"
     "Writes OUT/metrics.json (every number, model and dataset fingerprints, versions), OUT/report.md, "
     "OUT/predictions.csv and per model a confusion matrix, ROC curves and a reliability diagram "
     "(plus comparison_roc.png with several models). Confidence intervals resample whole manifest "
     "groups (duplicates/patients); the per-source breakdown shows source shortcuts. Unreadable "
     "images are listed and excluded. --attention adds where each model looks: the share of its Grad-CAM "
     "heat on the image border and on burnt-in text, per class and source (metrics.json 'attention', "
-    "OUT/attention.csv per image). Tables go to stderr; --format json|markdown prints to stdout."
+    "OUT/attention.csv per image). --shift re-evaluates the same images under acquisition shifts "
+    "(gamma, contrast, brightness, blur, noise, jpeg, downsample, crop, pad, text, invert; severities 1-3) "
+    "into metrics.json (shifts), report.md and shifts.png. Tables go to stderr; --format json|markdown prints to stdout."
 )
 
 
@@ -47,6 +51,11 @@ def evaluate(
     attention: Annotated[bool, typer.Option("--attention", help="Also measure where each model looks: share of its Grad-CAM heat on the border band and on burnt-in text, per class and source (e.g. --attention --attention-max 100).")] = False,
     attention_max: Annotated[int, typer.Option(help="Images explained for --attention, stratified by class and source (e.g. --attention-max 50).")] = 200,
     attention_band: Annotated[float, typer.Option(help="Border band for --attention: outer fraction of each side (e.g. --attention-band 0.15).")] = 0.1,
+    shift: Annotated[Optional[str], typer.Option(
+        help="Also evaluate under acquisition shifts: 'all' or a comma list, e.g. --shift gamma,invert,text "
+             "(gamma, contrast, brightness, blur, noise, jpeg, downsample, crop, pad, text, invert).")] = None,
+    shift_severities: Annotated[Optional[str], typer.Option(
+        help="Only these severities of each shift, e.g. --shift-severities 1,3 \\[default: all, 1-3].")] = None,
 ) -> None:
     """Per-class metrics, ROC AUC, CIs, calibration and a per-source breakdown of one or more models."""
     from .. import console
@@ -54,6 +63,12 @@ def evaluate(
     from ..evaluate import evaluate as run_evaluation
     from ..evaluate.outputs import markdown, to_json
 
+    severities = None
+    if shift_severities is not None:
+        try:
+            severities = [int(v) for v in shift_severities.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--shift-severities takes numbers like 1,3 (got {shift_severities!r})") from None
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {output_format!r})")
     if out is None:
@@ -67,9 +82,9 @@ def evaluate(
             if "message" in event:
                 console.info(event["message"])
             stage = event["stage"]
-            if stage in ("load", "predict", "attention") and event["done"]:
+            if stage in ("load", "predict", "attention", "shift") and event["done"]:
                 key = {"load": "reading images", "predict": f"predicting ({event.get('model')})",
-                       "attention": "attention (Grad-CAM)"}[stage]
+                       "attention": "attention (Grad-CAM)", "shift": "shifted copies"}[stage]
                 if key not in tasks:
                     tasks[key] = bar.add_task(key, total=event["total"])
                 bar.update(tasks[key], completed=event["done"])
@@ -77,7 +92,7 @@ def evaluate(
         doc = run_evaluation(
             dataset, model, split=split, out=out, models_dir=models_dir, batch_size=batch_size,
             n_boot=bootstrap, seed=seed, n_bins=bins, attention=attention, attention_max=attention_max,
-            attention_band=attention_band, progress=on_event,
+            attention_band=attention_band, shifts=shift, shift_severities=severities, progress=on_event,
         )
     bad = doc["unreadable"]
     if bad["count"]:
@@ -167,3 +182,20 @@ def render_table(doc: dict) -> None:
             for j, (name, v) in enumerate(attention_groups(m)):
                 a.add_row(label if j == 0 else "", name, *attention_cells(v))
         show(a)
+    if doc.get("shifts"):
+        from ..evaluate.shift_pass import worst_drops
+
+        w = Table(title="Acquisition shifts: the largest accuracy drops (all in metrics.json, shifts.png)",
+                  box=box.SIMPLE_HEAD)
+        for col in ("Model", "Shift", "Severity", "What it does", "Accuracy", "Clean", "Drop", "Macro F1", "Macro AUC", "ECE"):
+            w.add_column(col, justify="left" if col in ("Model", "Shift", "What it does") else "right")
+        last = None
+        for r in worst_drops(doc["shifts"]):
+            if last is not None and r["model"] != last:
+                w.add_section()
+            w.add_row(r["model"] if r["model"] != last else "", r["shift"], str(r["severity"]),
+                      doc["shifts"]["definitions"][r["shift"]]["severities"][str(r["severity"])],
+                      fmt(r["accuracy"]), fmt(r["clean_accuracy"]), f"{-r['drop']:+.3f}", fmt(r["macro_f1"]),
+                      fmt(r["auc_macro"]), fmt(r["ece"]))
+            last = r["model"]
+        show(w)

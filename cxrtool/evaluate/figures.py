@@ -1,5 +1,6 @@
 """Figures of ``cxrtool evaluate``: confusion matrix, ROC curves (one model, all classes),
-reliability diagram, and the ROC comparison of several models (one panel per class).
+reliability diagram, the ROC comparison of several models (one panel per class), and the
+shift plot (one panel per acquisition shift, metrics against severity).
 
 matplotlib (Agg) is imported inside the functions; every PNG is written atomically
 (:mod:`cxrtool.atomic`), so an interrupted run never leaves half a figure.
@@ -150,4 +151,52 @@ def comparison_roc_png(models: Mapping[str, Mapping[str, dict]], classes: Sequen
     return _save(fig, path)
 
 
-__all__ = ["comparison_roc_png", "confusion_matrix_png", "reliability_png", "roc_png"]
+def shifts_png(section: Mapping, n_classes: int, path: Path, title: str) -> Path:
+    """One small panel per shift: accuracy (solid) and macro AUC (dashed) against severity, one
+    colour per model; severity 0 is the clean images, the dotted line chance accuracy.
+
+    ``section``: the ``shifts`` part of ``metrics.json`` (``definitions``, ``models``)."""
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    names = list(section["definitions"])
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 2.7 * nrows + 0.9), squeeze=False,
+                             sharey=True)
+    cmap = plt.get_cmap("tab10")
+    top = max(int(k) for d in section["definitions"].values() for k in d["severities"])
+    for a, name in enumerate(names):
+        ax = axes[a // ncols][a % ncols]
+        levels = sorted(int(k) for k in section["definitions"][name]["severities"])
+        for m, (label, mdoc) in enumerate(section["models"].items()):
+            got = mdoc["shifts"].get(name, {})
+            xs = [0] + [s for s in levels if str(s) in got]
+            rows = [mdoc["clean"]] + [got[str(s)] for s in xs[1:]]
+            colour = cmap(m % 10)
+            ax.plot(xs, [r["accuracy"] for r in rows], "o-", color=colour, lw=2, ms=4)
+            auc = [np.nan if r["auc_macro"] is None else r["auc_macro"] for r in rows]
+            ax.plot(xs, auc, "s--", color=colour, lw=1.2, ms=3, alpha=0.8)
+        ax.axhline(1.0 / n_classes, color="grey", lw=1, ls=":")
+        ax.set_title(section["definitions"][name]["title"], fontsize=10)
+        ax.set_xticks([0, *levels], labels=["clean", *map(str, levels)])
+        ax.set_xlim(-0.3, top + 0.3)  # the same severity scale in every panel
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        if a % ncols == 0:
+            ax.set_ylabel("accuracy / AUC")
+        if a // ncols == nrows - 1 or a + ncols >= len(names):
+            ax.set_xlabel("severity")
+    for a in range(len(names), nrows * ncols):
+        axes[a // ncols][a % ncols].set_visible(False)
+    handles = [Line2D([], [], color=cmap(m % 10), lw=2, label=label) for m, label in enumerate(section["models"])]
+    handles += [Line2D([], [], color="black", marker="o", ms=4, lw=2, label="accuracy"),
+                Line2D([], [], color="black", marker="s", ms=3, ls="--", lw=1.2, label="macro AUC"),
+                Line2D([], [], color="grey", ls=":", lw=1, label=f"chance accuracy (1/{n_classes})")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.45 / (2.7 * nrows + 0.9), 1, 1))
+    return _save(fig, path)
+
+
+__all__ = ["comparison_roc_png", "confusion_matrix_png", "reliability_png", "roc_png", "shifts_png"]

@@ -85,6 +85,11 @@ def write_outputs(doc: dict, out: Path, items: Sequence[Item], predictions: dict
             files["comparison_roc"] = name
     if attention_rows is not None:
         files["attention"] = "attention.csv"
+    if doc.get("shifts"):
+        name = figure("shifts.png", lambda p: F.shifts_png(
+            doc["shifts"], len(classes), p, f"Accuracy and AUC under acquisition shifts, {where}"))
+        if name:
+            files["shifts"] = name
     doc["files"] = files
     if attention_rows is not None:
         write_attention_csv(out / "attention.csv", attention_rows)
@@ -201,6 +206,27 @@ def summary_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shifts_markdown(doc: dict) -> str:
+    """Per model: the clean row, then every shift and severity with the accuracy drop."""
+    sec = doc["shifts"]
+    out = [f"The {sec['images']} evaluated images again, under each acquisition shift (noise seed {sec['seed']}); "
+           "severity 0 is the clean set. The transforms are described in docs/evaluate.md.", ""]
+    for label, m in sec["models"].items():
+        clean = m["clean"]
+        out += [f"### {label}", "",
+                "| Shift | Severity | What it does | Accuracy | Δ accuracy | Macro F1 | Macro AUC | ECE |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+                f"| clean | 0 | | {fmt(clean['accuracy'])} | | {fmt(clean['macro_f1'])} | {fmt(clean['auc_macro'])} | "
+                f"{fmt(clean['ece'])} |"]
+        for shift, levels in m["shifts"].items():
+            for sev, v in levels.items():
+                what = sec["definitions"][shift]["severities"][sev]
+                out.append(f"| {shift} | {sev} | {what} | {fmt(v['accuracy'])} | {v['accuracy'] - clean['accuracy']:+.3f} | "
+                           f"{fmt(v['macro_f1'])} | {fmt(v['auc_macro'])} | {fmt(v['ece'])} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def markdown(doc: dict) -> str:
     d = doc["dataset"]
     classes = d["classes"]
@@ -228,6 +254,10 @@ def markdown(doc: dict) -> str:
     files = doc.get("files") or {}
     if files.get("comparison_roc"):
         out += ["## ROC curves of every model", "", f"![ROC comparison]({files['comparison_roc']})", ""]
+    if doc.get("shifts"):
+        out += ["## Acquisition shifts", "", shifts_markdown(doc)]
+        if files.get("shifts"):
+            out += [f"![accuracy under shifts]({files['shifts']})", ""]
     for label, mdoc in doc["models"].items():
         m = mdoc["metrics"]
         out += [f"## {label}", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -67,6 +68,8 @@ def evaluate(
     attention: bool = False,
     attention_max: int = 200,
     attention_band: float = 0.1,
+    shifts: str | Sequence[str] | None = None,
+    shift_severities: Sequence[int] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict:
     """Evaluate ``models`` (names or ``.keras`` paths) on ``split`` of the dataset ``data`` or on a
@@ -74,8 +77,12 @@ def evaluate(
     ``metrics.json``, ``report.md``, ``predictions.csv`` and the PNGs there (paths in
     ``doc["files"]``). ``attention``: also measure where each model looks (Grad-CAM heat on
     the border band and on burnt-in text, :mod:`.attention`) on up to ``attention_max``
-    images. Every user error is a :class:`~cxrtool.errors.CxrError`, raised before
-    any model runs."""
+    images. ``shifts`` (``"all"`` or names of :data:`.shifts.SHIFTS`) adds the shift
+    pass (:mod:`.shift_pass`): the ``shifts`` section of the document. Every user error is a
+    :class:`~cxrtool.errors.CxrError`, raised before any model runs."""
+    from .shifts import select_shifts
+
+    started = time.perf_counter()
     if not models:
         raise UsageError("give at least one --model")
     if batch_size < 1:
@@ -86,6 +93,7 @@ def evaluate(
         raise UsageError("--bins must be at least 1")
     if attention:
         check_attention_options(attention_max, attention_band)
+    conditions = select_shifts(shifts, shift_severities)
     es = open_eval_set(data, split)
     classes = list(es.classes)
     refs = _check_models([str(m) for m in models], models_dir, es)
@@ -117,6 +125,15 @@ def evaluate(
         if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
             warnings.append(f"{label} was trained on this dataset: its {es.split} split is not an unbiased test")
 
+    shift_section = None
+    if conditions:
+        from .shift_pass import shift_pass
+
+        clean_seconds = time.perf_counter() - started
+        shift_section = shift_pass(kept, y, classes, refs, conditions, {k: v["metrics"] for k, v in docs.items()},
+                                   batch_size=batch_size, seed=seed, n_bins=n_bins, progress=progress)
+        shift_section["seconds"]["clean_evaluation"] = clean_seconds
+
     counts = Counter(it.label for it in kept)
     doc = {
         "cxrtool_version": __version__,
@@ -147,6 +164,8 @@ def evaluate(
         doc["attention"], attention_rows = attention_section(
             kept, refs, classes, max_images=attention_max, band=attention_band, batch_size=batch_size, seed=seed,
             progress=progress)
+    if shift_section is not None:
+        doc["shifts"] = shift_section
     if out is not None:
         doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves, attention_rows=attention_rows)
         report(progress, "write", 1, 1, message=f"wrote {Path(out)}")
