@@ -199,15 +199,16 @@ def audit_markdown(audit: dict | None) -> list[str]:
         f"Linear probes on {audit['sampled']} of {audit['images']} kept images ({audit['probe']}); "
         f"{audit['thumbnail']}x{audit['thumbnail']} thumbnails, border = {audit['border']}.",
         "",
-        "| probe | balanced accuracy | chance | majority rate | skill | verdict |",
-        "|---|---|---|---|---|---|",
+        "| probe | balanced accuracy | chance | majority rate | skill | verdict | recall per source or class |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (group, name), title in PROBE_TITLES.items():
         p = audit.get(group, {}).get(name)
         if p:
+            recall = ", ".join(f"{k} {v:.2f}" for k, v in p["recall"].items())
             lines.append(
                 f"| {title} | {p['balanced_accuracy']:.3f} | {p['chance']:.3f} | {p['majority_rate']:.3f} | "
-                f"{p['skill']:.2f} | {p['verdict']} |"
+                f"{p['skill']:.2f} | {p['verdict']} | {recall} |"
             )
     f = audit["label_vs_source"]
     lines += [

@@ -185,14 +185,15 @@ def render_audit(audit: dict | None) -> None:
 
     if not audit or "skipped" in audit:
         return
-    table = Table(title=f"Shortcut audit ({audit['sampled']} images, border = outer {audit['border_px']}/{audit['thumbnail']} px)")
-    for col in ("probe", "balanced acc.", "chance", "verdict"):
-        table.add_column(col, justify="left" if col in ("probe", "verdict") else "right")
+    table = Table(title=f"Shortcut audit ({audit['sampled']} images; border = outer {audit['border_px']} of {audit['thumbnail']} px)")
+    for col in ("predict", "from", "score", "chance", "verdict"):
+        table.add_column(col, justify="right" if col in ("score", "chance") else "left")
     for (group, name), title in PROBE_TITLES.items():
         p = audit.get(group, {}).get(name)
         if p:
-            table.add_row(title, f"{p['balanced_accuracy']:.3f}", f"{p['chance']:.3f}", p["verdict"])
+            target, _, source = title.partition(" from ")
+            table.add_row(target, source, f"{p['balanced_accuracy']:.3f}", f"{p['chance']:.3f}", p["verdict"])
     f = audit["label_vs_source"]
-    table.add_row("label from the source alone", f"{f['source_only_accuracy']:.3f}", f"{f['majority_rate']:.3f} (majority)",
-                  "label follows source" if f["follows_source"] else "")
+    table.add_row("label", "the source alone", f"{f['source_only_accuracy']:.3f}", f"{f['majority_rate']:.3f}",
+                  "follows the source" if f["follows_source"] else "does not follow")
     err.print(table)
