@@ -143,9 +143,13 @@ def test_loud_warning_when_label_follows_source_and_border_shows_it():
     labels = ["pneumonia"] * (n // 2) + ["normal"] * (n // 2)  # the label IS the source
     a = audit_of(images, sources, labels)
     assert a["label_vs_source"]["source_only_accuracy"] == 1.0
-    assert a["warning"].startswith("SHORTCUT: the label follows the source")
+    assert a["warning"].startswith("SHORTCUT: 100% of normal images come from B and the image border alone recognises B")
+    assert "100% of pneumonia images come from A" in a["warning"]
     assert "the hospital instead of the disease" in a["warning"]
     assert "label can be told from the image border" in a["warning"]  # here the border shows the label too
+    # the same label-follows-source split without the stripe: the source does not show, no warning
+    quiet = audit_of(noise_images(n, seed=3), sources, labels)
+    assert quiet["label_vs_source"]["follows_source"] is True and quiet["warning"] == ""
 
 
 def test_one_source_skipped_with_a_note():

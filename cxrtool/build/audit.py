@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .analyse import THUMB
+from .report import DOMINANT_SOURCE
 from .types import Analysis
 
 #: At most this many kept images are probed (a seeded sample stratified by source and class).
@@ -42,6 +43,8 @@ BORDER = 1 / 8
 #: At or above STRONG a probe "tells it easily"; below WEAK it is "at chance".
 STRONG = 0.5
 WEAK = 0.1
+#: A source is "recognised" by a probe when both its recall and its precision reach this.
+RECOGNISED = 0.8
 #: The label "follows the source" when predicting each source's majority class removes at
 #: least this share of the errors of always predicting the overall majority class.
 FOLLOWS = 0.3
@@ -118,7 +121,7 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
     out-of-fold predictions over ``folds``, next to chance (1 / number of classes) and the
     majority rate; recall per class says which sources (or classes) give themselves away."""
     from sklearn.linear_model import RidgeClassifier
-    from sklearn.metrics import balanced_accuracy_score, recall_score
+    from sklearn.metrics import balanced_accuracy_score, precision_score, recall_score
     from sklearn.model_selection import cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -131,6 +134,7 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
     score = float(balanced_accuracy_score(y, pred))
     skill = (score - chance) / (1.0 - chance)
     recall = recall_score(y, pred, labels=names, average=None, zero_division=0)
+    precision = precision_score(y, pred, labels=names, average=None, zero_division=0)
     return {
         "balanced_accuracy": round(score, 4),
         "chance": round(chance, 4),
@@ -138,6 +142,7 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
         "skill": round(skill, 4),
         "verdict": verdict(skill),
         "recall": {str(k): round(float(r), 4) for k, r in zip(names, recall)},
+        "precision": {str(k): round(float(r), 4) for k, r in zip(names, precision)},
         "features": int(x.shape[1]),
         "folds": len(folds),
     }
@@ -239,18 +244,22 @@ def _audit(analyses, sources, labels, groups, seed: int, max_images: int) -> dic
 
 def shortcut_warning(audit: dict) -> str:
     """The loud message when a model could learn the source (or a marker) instead of the
-    disease: the label follows the source AND the source shows in the border, or the label
-    itself can be read off the border alone. Empty when neither holds."""
-    follows = audit["label_vs_source"]
+    disease. (a) A class comes mostly from one source (>= DOMINANT_SOURCE of it, the report's
+    dominance rule) and the border probe recognises that source (recall and precision >=
+    RECOGNISED); or (b) the label itself can be told from the border alone (skill >= STRONG).
+    Empty when neither holds."""
     border = audit["source_probes"]["border"]
     reasons = []
-    if follows["follows_source"] and border["skill"] >= STRONG:
-        reasons.append(
-            f"the label follows the source (the source alone predicts it for {follows['source_only_accuracy']:.0%} of "
-            f"images vs a {follows['majority_rate']:.0%} majority rate) and the source can be told from the image border "
-            f"alone (balanced accuracy {border['balanced_accuracy']:.2f}, chance {border['chance']:.2f}): "
-            "a model can learn the hospital instead of the disease"
-        )
+    for label, dom in audit["label_vs_source"]["per_class"].items():
+        src = dom["dominant_source"]
+        recall, precision = border["recall"].get(src, 0.0), border["precision"].get(src, 0.0)
+        if dom["share"] >= DOMINANT_SOURCE and recall >= RECOGNISED and precision >= RECOGNISED:
+            reasons.append(
+                f"{dom['share']:.0%} of {label} images come from {src} and the image border alone recognises {src} "
+                f"(recall {recall:.2f}, precision {precision:.2f})"
+            )
+    if reasons:
+        reasons = ["; ".join(reasons) + ": a model can learn the hospital instead of the disease"]
     label_border = audit.get("label_probes", {}).get("border")
     if label_border and label_border["skill"] >= STRONG:
         reasons.append(
