@@ -152,10 +152,25 @@ def test_loud_warning_when_label_follows_source_and_border_shows_it():
     assert quiet["label_vs_source"]["follows_source"] is True and quiet["warning"] == ""
 
 
-def test_one_source_skipped_with_a_note():
+def test_one_source_or_too_few_images_skipped_with_a_note():
     a = audit_of(noise_images(10, seed=4), ["only"] * 10, ["covid", "normal"] * 5)
     assert "skipped" in a and "only one source" in a["skipped"] and a["warning"] == ""
     assert "source_probes" not in a
+    tiny = audit_of(noise_images(3, seed=4), ["A", "A", "B"], ["covid", "covid", "normal"])
+    assert "too few" in tiny["skipped"] and tiny["warning"] == ""
+
+
+def test_a_probe_that_calls_everything_the_big_source_recognises_nothing():
+    """Covid is 100% from A, but the border (noise) does not show A: a probe that calls most
+    images A has A's recall near 1 and a high precision (A is 92% of the images), yet a low
+    specificity, so no warning."""
+    n = 60
+    sources = ["A"] * 55 + ["B"] * 5
+    labels = ["covid"] * 55 + ["normal"] * 5
+    a = audit_of(noise_images(n, seed=6), sources, labels)
+    assert a["label_vs_source"]["per_class"]["covid"] == {"dominant_source": "A", "share": 1.0}
+    assert a["source_probes"]["border"]["specificity"]["A"] < 0.8
+    assert a["warning"] == ""
 
 
 def test_sample_capped_and_deterministic():

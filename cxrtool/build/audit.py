@@ -35,6 +35,8 @@ from .types import Analysis
 MAX_IMAGES = 5000
 #: Ridge penalty of the probes (on standardised features).
 ALPHA = 10.0
+#: Fewer kept images than this: no cross-validated probe means anything; the audit is skipped.
+MIN_IMAGES = 20
 #: Cross-validation folds (fewer when there are fewer groups).
 FOLDS = 5
 #: Border band width as a fraction of each side: the outer 1/8 (4 of 32 px) of the thumbnail.
@@ -43,7 +45,8 @@ BORDER = 1 / 8
 #: At or above STRONG a probe "tells it easily"; below WEAK it is "at chance".
 STRONG = 0.5
 WEAK = 0.1
-#: A source is "recognised" by a probe when both its recall and its precision reach this.
+#: A source is "recognised" by a probe when its recall (its images called it) and its
+#: specificity (other images not called it) both reach this.
 RECOGNISED = 0.8
 #: The label "follows the source" when predicting each source's majority class removes at
 #: least this share of the errors of always predicting the overall majority class.
@@ -109,7 +112,8 @@ def grouped_folds(y: Sequence[str], groups: Sequence[str], seed: int, folds: int
     and shared by its probes."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    n_splits = max(2, min(folds, len(set(groups))))
+    largest = max(Counter(y).values())
+    n_splits = max(2, min(folds, len(set(groups)), largest))
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class with fewer groups than folds: allowed, it lands in fewer folds
         warnings.simplefilter("ignore")
@@ -121,7 +125,7 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
     out-of-fold predictions over ``folds``, next to chance (1 / number of classes) and the
     majority rate; recall per class says which sources (or classes) give themselves away."""
     from sklearn.linear_model import RidgeClassifier
-    from sklearn.metrics import balanced_accuracy_score, precision_score, recall_score
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
     from sklearn.model_selection import cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -133,8 +137,12 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
     pred = cross_val_predict(model, x.astype(np.float32), y, cv=folds)
     score = float(balanced_accuracy_score(y, pred))
     skill = (score - chance) / (1.0 - chance)
-    recall = recall_score(y, pred, labels=names, average=None, zero_division=0)
-    precision = precision_score(y, pred, labels=names, average=None, zero_division=0)
+    cm = confusion_matrix(y, pred, labels=names).astype(float)
+    recall = np.diag(cm) / cm.sum(axis=1)
+    # one-vs-rest specificity: the share of the OTHER rows not called this class (base-rate free,
+    # unlike precision: a probe that calls everything the big source has precision = its share)
+    negatives = cm.sum() - cm.sum(axis=1)
+    specificity = 1.0 - (cm.sum(axis=0) - np.diag(cm)) / np.maximum(negatives, 1)
     return {
         "balanced_accuracy": round(score, 4),
         "chance": round(chance, 4),
@@ -142,7 +150,7 @@ def probe(x: np.ndarray, y: Sequence[str], folds: list, alpha: float = ALPHA) ->
         "skill": round(skill, 4),
         "verdict": verdict(skill),
         "recall": {str(k): round(float(r), 4) for k, r in zip(names, recall)},
-        "precision": {str(k): round(float(r), 4) for k, r in zip(names, precision)},
+        "specificity": {str(k): round(float(r), 4) for k, r in zip(names, specificity)},
         "features": int(x.shape[1]),
         "folds": len(folds),
     }
@@ -215,6 +223,9 @@ def _audit(analyses, sources, labels, groups, seed: int, max_images: int) -> dic
     }
     if n_sources < 2:
         out["skipped"] = f"only one source ({next(iter(out['sources']), 'none')}): nothing to tell apart"
+    elif len(sources) < MIN_IMAGES:
+        out["skipped"] = f"only {len(sources)} kept images: too few for a cross-validated probe (at least {MIN_IMAGES})"
+    if "skipped" in out:
         out["warning"] = ""
         return out
     if any(not a.thumb for a in analyses):
@@ -245,18 +256,18 @@ def _audit(analyses, sources, labels, groups, seed: int, max_images: int) -> dic
 def shortcut_warning(audit: dict) -> str:
     """The loud message when a model could learn the source (or a marker) instead of the
     disease. (a) A class comes mostly from one source (>= DOMINANT_SOURCE of it, the report's
-    dominance rule) and the border probe recognises that source (recall and precision >=
+    dominance rule) and the border probe recognises that source (recall and specificity >=
     RECOGNISED); or (b) the label itself can be told from the border alone (skill >= STRONG).
     Empty when neither holds."""
     border = audit["source_probes"]["border"]
     reasons = []
     for label, dom in audit["label_vs_source"]["per_class"].items():
         src = dom["dominant_source"]
-        recall, precision = border["recall"].get(src, 0.0), border["precision"].get(src, 0.0)
-        if dom["share"] >= DOMINANT_SOURCE and recall >= RECOGNISED and precision >= RECOGNISED:
+        recall, specificity = border["recall"].get(src, 0.0), border["specificity"].get(src, 0.0)
+        if dom["share"] >= DOMINANT_SOURCE and recall >= RECOGNISED and specificity >= RECOGNISED:
             reasons.append(
                 f"{dom['share']:.0%} of {label} images come from {src} and the image border alone recognises {src} "
-                f"(recall {recall:.2f}, precision {precision:.2f})"
+                f"(recall {recall:.2f}, specificity {specificity:.2f})"
             )
     if reasons:
         reasons = ["; ".join(reasons) + ": a model can learn the hospital instead of the disease"]
