@@ -218,7 +218,7 @@ def _audit(analyses, sources, labels, groups, seed: int, max_images: int) -> dic
         "thumbnail": THUMB,
         "border_px": band,
         "border": f"outer {band} of {THUMB} px on each side (1/{round(1 / BORDER)}); the centre is masked",
-        "probe": "standardise + ridge classifier (balanced), 5-fold grouped stratified CV, balanced accuracy",
+        "probe": "standardise + ridge classifier (balanced), up to 5-fold grouped stratified CV, balanced accuracy",
         "whole_image": f"{THUMB // 2}x{THUMB // 2} (2x2 means of the thumbnail)",
     }
     if n_sources < 2:

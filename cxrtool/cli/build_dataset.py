@@ -25,9 +25,9 @@ EPILOG = """[bold]Examples[/bold]
 
   cxrtool build-dataset sources/ data/ --dry-run --json | jq .duplicates
 
-  cxrtool build-dataset sources/ data/ --dry-run --json | jq .audit   # shortcut audit only
+  cxrtool build-dataset sources/ data/ --dry-run --json | jq .audit
 
-  cxrtool build-dataset sources/ data/ --no-audit        # skip the shortcut audit
+  cxrtool build-dataset sources/ data/ --no-audit
 
 A SRC is one source, or a folder whose sub-folders are sources. Known layouts (COVID-19
 Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NORMAL,
