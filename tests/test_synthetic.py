@@ -380,3 +380,42 @@ def test_write_class_folders_int_and_jpeg(tmp_path: Path) -> None:
         write_class_folders(tmp_path, {"opacity": 1})
     with pytest.raises(ValueError):
         write_class_folders(tmp_path, 1, fmt="bmp")
+
+
+# ------------------------------------------------------------------- planted shortcut
+
+
+def test_marker_off_by_default_and_on_follows_class_except_holdout(tmp_path: Path) -> None:
+    """``marker=True`` burns a white corner square that follows the class in every source but
+    the held-out one (there it cycles whatever the class); the pixels say so, unmarked images
+    are byte-identical to the tree without markers, and the default writes no marker."""
+    from cxrtool.synthetic import MARKERS
+    from cxrtool.synthetic.trees import marker_box
+
+    plain = write_source_tree(tmp_path / "plain", n_per_class=6, size=64, seed=3)
+    marked = write_source_tree(tmp_path / "marked", n_per_class=6, size=64, seed=3, marker=True)
+    assert plain.markers == {} and plain.marker_holdout == ""
+    assert marked.marker_holdout == "cpn" and marked.files == plain.files and marked.labels == plain.labels
+    holdout_kinds: dict[str, set[str]] = {}
+    for rel, kind in marked.markers.items():
+        assert kind in MARKERS
+        label, source = marked.labels[rel], marked.sources[rel]
+        if source == "cpn":
+            holdout_kinds.setdefault(label, set()).add(kind)
+        elif rel not in {c for _, c in marked.exact_duplicates + marked.near_duplicates}:
+            assert kind == (label if label in MARKERS else ""), rel
+        if rel in marked.transforms:  # near copies: resized or shifted, the marker moved with them
+            continue
+        pixels = np.asarray(Image.open(marked.root / rel).convert("L"), dtype=np.float32)
+        for k in ("covid", "pneumonia"):
+            assert (pixels[marker_box(pixels.shape, k)].mean() > 200) == (k == kind), (rel, k)
+        if not kind:
+            assert (marked.root / rel).read_bytes() == (plain.root / rel).read_bytes(), rel
+    # in the held-out source every class shows more than one kind of marker
+    assert set(holdout_kinds) == set(CLASSES) and all(len(k) >= 2 for k in holdout_kinds.values())
+    # copies show their original's marker
+    for orig, copy in marked.exact_duplicates:
+        if orig in marked.markers:
+            assert marked.markers[copy] == marked.markers[orig]
+    with pytest.raises(ValueError):
+        write_source_tree(tmp_path / "bad", marker=True, marker_holdout="nosuch")

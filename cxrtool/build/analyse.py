@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..errors import ImageLoadError
 from ..imageio import read_image
+from ..inputs import resize_image
 from ..progress import ProgressFn, report
 from ..workers import default_workers
 from .hashing import get_hasher
@@ -22,6 +23,9 @@ from .types import Analysis
 #: JPEGs are decoded at the smallest power-of-two scale keeping both sides >= this: the hash
 #: needs 4 x hash_size px (64 for the default 16) and exposure histograms need no more.
 DRAFT_SIZE = 64
+#: Side of the thumbnail kept for the shortcut audit: the pixels a 32 px model would see
+#: (the one resize, squashed), 1 KiB per image.
+THUMB = 32
 
 
 def analyse_file(path: Path, hash_name: str = "phash", hash_size: int = 8) -> Analysis:
@@ -47,6 +51,11 @@ def analyse_file(path: Path, hash_name: str = "phash", hash_size: int = 8) -> An
         width=img.width,
         height=img.height,
         quality=measure(pixels),
+        format=img.format,
+        mode=img.mode,
+        bits=img.bits,
+        file_size=len(data),
+        thumb=resize_image(pixels, THUMB).tobytes(),
     )
 
 

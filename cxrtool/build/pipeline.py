@@ -18,6 +18,7 @@ from ..labels import CLASSES
 from ..errors import UsageError
 from ..progress import ProgressFn
 from .analyse import analyse_files
+from .audit import shortcut_audit
 from .dedup import components, find_duplicates
 from .hashing import get_hasher
 from .quality import Thresholds, problems
@@ -206,6 +207,17 @@ def leak_check(cands: list[Candidate], radius: int) -> dict:
     }
 
 
+def audit_step(cands: list[Candidate], options: BuildOptions) -> dict | None:
+    """The shortcut audit of the kept images (None when turned off)."""
+    if not options.audit:
+        return None
+    kept = [c for c in cands if not c.reason]
+    return shortcut_audit(
+        [c.analysis for c in kept], [c.item.source for c in kept], [c.item.label for c in kept],
+        [c.group for c in kept], options.seed,
+    )
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -236,7 +248,7 @@ def build_dataset(
     balance_stats = balance_step(cands, options)
     split_step(cands, options)
     result = BuildResult(out, options, scans, cands, {})
-    result.report = build_report(result, dup_stats, balance_stats, leak_check(cands, radius))
+    result.report = build_report(result, dup_stats, balance_stats, leak_check(cands, radius), audit_step(cands, options))
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result

@@ -23,8 +23,9 @@ def _table(counter: Counter, rows: list[str], cols: list[str]) -> dict[str, dict
     return {r: {c: int(counter.get((r, c), 0)) for c in cols} for r in rows}
 
 
-def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict) -> dict:
-    """The report of a build (``report.json``) from its result and the statistics its steps returned."""
+def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict, audit: dict | None = None) -> dict:
+    """The report of a build (``report.json``) from its result and the statistics its steps returned
+    (``audit``: the shortcut audit of :mod:`cxrtool.build.audit`, None when turned off)."""
     opts = result.options
     cands = result.candidates
     kept = [c for c in cands if not c.reason]
@@ -50,6 +51,8 @@ def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak
         warnings.append(f"class {label} has only {n} images, fewer than --per-class {opts.per_class}: kept all")
     if leak["near_duplicate_pairs_across_splits"] or leak["patients_across_splits"]:
         warnings.append("LEAK: near duplicates or patients cross splits")
+    if audit and audit.get("warning"):
+        warnings.insert(0, audit["warning"])
     metrics = np.array([[getattr(c.analysis.quality, m) for m in METRICS] for c in cands if c.analysis.quality])
     distributions = {
         m: (
@@ -89,6 +92,7 @@ def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak
         "balance": balance_stats,
         "leak_check": leak,
         "quality_distributions": distributions,
+        "audit": audit,
         "warnings": warnings,
     }
 
@@ -159,6 +163,7 @@ def markdown(report: dict) -> str:
         if dist:
             lines.append(f"| {m} | {dist[1]:.3f} | {dist[5]:.3f} | {dist[50]:.3f} | {dist[95]:.3f} | {dist[99]:.3f} |")
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in report["thresholds"].items()), ""]
+    lines += audit_markdown(report.get("audit"))
     lines += [
         "## Figures",
         "",
@@ -170,3 +175,51 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+#: Row titles of the audit's probes in report.md (and the CLI table).
+PROBE_TITLES = {
+    ("source_probes", "whole_image"): "source from the whole image",
+    ("source_probes", "border"): "source from the border alone",
+    ("source_probes", "file_properties"): "source from file properties",
+    ("label_probes", "border"): "label from the border alone",
+}
+
+
+def audit_markdown(audit: dict | None) -> list[str]:
+    """The "Shortcut audit" section of report.md (see docs/build-dataset.md for how to read it)."""
+    lines = ["## Shortcut audit", ""]
+    if audit is None:
+        return lines + ["Not run (--no-audit).", ""]
+    if "skipped" in audit:
+        return lines + [f"Skipped: {audit['skipped']}.", ""]
+    if audit["warning"]:
+        lines += [f"**{audit['warning']}**", ""]
+    lines += [
+        f"Linear probes on {audit['sampled']} of {audit['images']} kept images ({audit['probe']}); "
+        f"{audit['thumbnail']}x{audit['thumbnail']} thumbnails, border = {audit['border']}.",
+        "",
+        "| probe | balanced accuracy | chance | majority rate | skill | verdict | recall per source or class |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (group, name), title in PROBE_TITLES.items():
+        p = audit.get(group, {}).get(name)
+        if p:
+            recall = ", ".join(f"{k} {v:.2f}" for k, v in p["recall"].items())
+            lines.append(
+                f"| {title} | {p['balanced_accuracy']:.3f} | {p['chance']:.3f} | {p['majority_rate']:.3f} | "
+                f"{p['skill']:.2f} | {p['verdict']} | {recall} |"
+            )
+    f = audit["label_vs_source"]
+    lines += [
+        "",
+        f"Label from the source alone (each source's most common class): accuracy {f['source_only_accuracy']:.3f} "
+        f"vs majority rate {f['majority_rate']:.3f} (removes {f['lift']:.0%} of the errors); normalised mutual "
+        f"information {f['normalised_mutual_information']:.3f}, Cramér's V {f['cramers_v']:.3f}"
+        + (": the label follows the source." if f["follows_source"] else "."),
+        "",
+        "| class | dominant source | share |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {c} | {v['dominant_source']} | {v['share']:.0%} |" for c, v in f["per_class"].items()]
+    return lines + [""]

@@ -39,6 +39,7 @@ class BuildOptions:
     label_map: Path | None = None
     labels_csv: dict[str, Path] = field(default_factory=dict)
     figures: bool = True
+    audit: bool = True  # the shortcut audit (build/audit.py) in the report
 
     def hash_radius(self) -> int:
         bits = self.hash_size * self.hash_size
@@ -57,6 +58,13 @@ class Analysis:
     quality: Quality | None = None
     error: str = ""
     error_kind: str = ""
+    # for the shortcut audit (build/audit.py): what the file says about itself, and a tiny
+    # THUMB x THUMB uint8 thumbnail (row-major bytes, 1 KiB) made from the same decode
+    format: str = ""
+    mode: str = ""
+    bits: int = 0
+    file_size: int = 0
+    thumb: bytes = b""
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..labels import CLASSES
@@ -23,6 +24,10 @@ EPILOG = """[bold]Examples[/bold]
   cxrtool build-dataset covid-radiography/ chest_xray/ data/ --split 80/10/10 --seed 1
 
   cxrtool build-dataset sources/ data/ --dry-run --json | jq .duplicates
+
+  cxrtool build-dataset sources/ data/ --dry-run --json | jq .audit
+
+  cxrtool build-dataset sources/ data/ --no-audit
 
 A SRC is one source, or a folder whose sub-folders are sources. Known layouts (COVID-19
 Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NORMAL,
@@ -82,6 +87,7 @@ def build_dataset(
     label_map: Annotated[Optional[Path], typer.Option(help="JSON or CSV mapping folder names to covid/pneumonia/normal/exclude.")] = None,
     labels_csv: Annotated[list[str], typer.Option(help="SOURCE=FILE.csv with columns file,label[,patient] (repeatable).")] = [],
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write sample sheets and histograms.")] = True,
+    audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Shortcut audit: can a linear probe tell the source from the image, its border, its file properties? Example: --no-audit to skip it.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the dataset path.")] = False,
 ) -> None:
     """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
@@ -115,6 +121,7 @@ def build_dataset(
         label_map=label_map,
         labels_csv=_labels_csv(labels_csv),
         figures=figures,
+        audit=audit,
     )
     with progress() as bar:
         tasks: dict[str, int] = {}
@@ -167,5 +174,26 @@ def render_summary(report: dict) -> None:
         f"{len(d['label_conflicts'])} label conflicts; near-duplicate pairs across splits: "
         f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
     )
+    render_audit(report.get("audit"))
     for w in report["warnings"]:
-        warn(w)
+        warn(f"[bold red]{escape(w)}[/bold red]" if w.startswith("SHORTCUT") else escape(w))
+
+
+def render_audit(audit: dict | None) -> None:
+    """The shortcut audit as a table on stderr (nothing when it was turned off or skipped)."""
+    from ..build.report import PROBE_TITLES
+
+    if not audit or "skipped" in audit:
+        return
+    table = Table(title=f"Shortcut audit ({audit['sampled']} images; border = outer {audit['border_px']} of {audit['thumbnail']} px)")
+    for col in ("predict", "from", "score", "chance", "verdict"):
+        table.add_column(col, justify="right" if col in ("score", "chance") else "left")
+    for (group, name), title in PROBE_TITLES.items():
+        p = audit.get(group, {}).get(name)
+        if p:
+            target, _, source = title.partition(" from ")
+            table.add_row(target, source, f"{p['balanced_accuracy']:.3f}", f"{p['chance']:.3f}", p["verdict"])
+    f = audit["label_vs_source"]
+    table.add_row("label", "the source alone", f"{f['source_only_accuracy']:.3f}", f"{f['majority_rate']:.3f}",
+                  "follows the source" if f["follows_source"] else "does not follow")
+    err.print(table)

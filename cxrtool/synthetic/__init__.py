@@ -16,12 +16,14 @@ Only numpy, Pillow and imagehash are imported (no Keras/JAX), so importing this 
 from __future__ import annotations
 
 from .phantoms import Layout, lung_mask, make_phantom, pattern_mask, phantom_layout
-from .trees import SOURCE_DIRS, SyntheticTree, write_class_folders, write_source_tree
+from .trees import MARKERS, SOURCE_DIRS, SyntheticTree, burn_marker, write_class_folders, write_source_tree
 
 __all__ = [
     "Layout",
+    "MARKERS",
     "SOURCE_DIRS",
     "SyntheticTree",
+    "burn_marker",
     "lung_mask",
     "make_phantom",
     "pattern_mask",

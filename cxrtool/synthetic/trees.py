@@ -85,6 +85,39 @@ def _derive(*parts: int) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# Planted shortcut: a burnt-in marker
+# --------------------------------------------------------------------------------------
+
+#: Marker kinds in the order the held-out source cycles through them ("" = no marker).
+MARKERS = ("covid", "pneumonia", "")
+
+
+def marker_box(shape: tuple[int, int], kind: str) -> tuple[slice, slice] | None:
+    """Where :func:`burn_marker` draws ``kind`` on an image of ``shape`` (None: no marker).
+
+    A square of 9% of the shorter side, 2% in from the top corner (top-left for covid,
+    top-right for pneumonia): inside the outer 1/8 border band the shortcut audit probes."""
+    if not kind:
+        return None
+    h, w = shape
+    side, off = max(2, round(min(h, w) * 0.09)), max(1, round(min(h, w) * 0.02))
+    x0 = off if kind == "covid" else w - off - side
+    return slice(off, off + side), slice(x0, x0 + side)
+
+
+def burn_marker(arr: np.ndarray, kind: str) -> np.ndarray:
+    """A copy of ``arr`` with a white marker square burnt in (like a hospital's laterality
+    marker or a "PORTABLE" stamp): the planted shortcut of ``write_source_tree(marker=True)``."""
+    if kind and kind not in MARKERS:
+        raise ValueError(f"marker kind must be one of {MARKERS}, got {kind!r}")
+    out = arr.copy()
+    box = marker_box(arr.shape, kind)
+    if box is not None:
+        out[box] = 255
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # Fake multi-source tree
 # --------------------------------------------------------------------------------------
 
@@ -138,6 +171,11 @@ class SyntheticTree:
       files in more than one split of ``chest_xray``.
     * ``near_phash``: near copy -> pHash Hamming distance to its original as drawn (before
       encoding; ``imagehash.phash``).  Planted near copies aim for <= 4.
+    * ``markers`` (only with ``marker=True``): image -> the burnt-in marker it shows
+      (``"covid"``: a bright square in the top-left corner, ``"pneumonia"``: top-right, ``""``:
+      none; see :func:`burn_marker`); copies show their original's marker.  In every source
+      but ``marker_holdout`` the marker follows the class; in ``marker_holdout`` it cycles
+      with the image's order, whatever its class.
     * ``min_distinct_phash`` / ``min_distinct_dhash``: smallest pHash / dHash distance
       between two *different* pictures of the tree (the flat blank frame excluded).  The
       writer rejection-samples phantoms to keep these >= 12 / >= 6, so a hash threshold in
@@ -166,6 +204,8 @@ class SyntheticTree:
     patients: dict[str, str] = field(default_factory=dict)
     leaked_patients: list[str] = field(default_factory=list)
     near_phash: dict[str, int] = field(default_factory=dict)
+    markers: dict[str, str] = field(default_factory=dict)
+    marker_holdout: str = ""
     min_distinct_phash: int = 64
     min_distinct_dhash: int = 64
 
@@ -192,9 +232,11 @@ class SyntheticTree:
 class _TreeWriter:
     """Collects files + ground truth while writing; keeps bytes for planting copies."""
 
-    def __init__(self, root: Path, seed: int) -> None:
+    def __init__(self, root: Path, seed: int, marker_holdout: str | None = None) -> None:
         self.root = root
         self.seed = seed
+        self.marker_holdout = marker_holdout  # None: no markers
+        self.holdout_count = 0
         self.t = SyntheticTree(root=root)
         self.data: dict[str, bytes] = {}
         self.arrays: dict[str, np.ndarray] = {}
@@ -259,11 +301,21 @@ class _TreeWriter:
 
     def new(self, rel: str, label: str, source: str, size: int | tuple[int, int], *,
             draw_as: str | None = None, mode: str = "L", quality: int = 92) -> str:
-        return self.image(rel, self.phantom(draw_as or label, size), label, source,
-                          mode=mode, quality=quality)
+        arr = self.phantom(draw_as or label, size)
+        if self.marker_holdout is not None:
+            if source == self.marker_holdout:  # class-independent: cycles with the order
+                kind = MARKERS[self.holdout_count % len(MARKERS)]
+                self.holdout_count += 1
+            else:
+                kind = label if label in MARKERS else ""
+            arr = burn_marker(arr, kind)
+            self.t.markers[rel] = kind
+        return self.image(rel, arr, label, source, mode=mode, quality=quality)
 
     def exact_copy(self, orig: str, rel: str, label: str | None, source: str) -> str:
         self.put(rel, self.data[orig], label, source)
+        if orig in self.t.markers:
+            self.t.markers[rel] = self.t.markers[orig]
         self.arrays[rel] = self.arrays[orig]
         self.t.content[rel] = self.t.content[orig]
         for lst in (self.t.rgb, self.t.sixteen_bit):
@@ -315,6 +367,8 @@ class _TreeWriter:
             what.append(f"brightness x{bright:g}")
         self.image(rel, arr, label, source, mode=mode, quality=quality,
                    content=self.t.content[orig])
+        if orig in self.t.markers:
+            self.t.markers[rel] = self.t.markers[orig]
         self.t.near_duplicates.append((orig, rel))
         self.t.transforms[rel] = ", ".join(what)
         self.t.near_phash[rel] = dist[k]
@@ -370,14 +424,23 @@ class _TreeWriter:
 
 
 def write_source_tree(root: Path, *, n_per_class: int = 12, size: int = 96,
-                      seed: int = 0) -> SyntheticTree:
+                      seed: int = 0, marker: bool = False,
+                      marker_holdout: str = "cpn") -> SyntheticTree:
     """Write a small fake copy of the four public sources, with planted problems, under root.
 
     Why: the dataset builder (adapters, QC, exact/near dedup, label-conflict and patient
     leakage handling) needs an input whose ground truth is known exactly.  Each class folder
     gets ``n_per_class`` distinct phantoms plus the planted files; the same arguments always
     produce byte-identical files.  Returns the ground truth (see :class:`SyntheticTree`).
+
+    ``marker=True`` plants a shortcut (off by default; trees without it are unchanged): every
+    new phantom gets a burnt-in corner marker (:func:`burn_marker`) that follows its class in
+    every source but ``marker_holdout`` (a key of :data:`SOURCE_DIRS`), where it is assigned
+    in turn whatever the class. A model that learns the marker fails on the held-out source;
+    the build-dataset shortcut audit must find it (``tree.markers`` is the ground truth).
     """
+    if marker and marker_holdout not in SOURCE_DIRS:
+        raise ValueError(f"marker_holdout must be one of {sorted(SOURCE_DIRS)}, got {marker_holdout!r}")
     if n_per_class < 4:
         raise ValueError("n_per_class must be >= 4 to plant every kind of problem")
     if size < 32:
@@ -385,8 +448,9 @@ def write_source_tree(root: Path, *, n_per_class: int = 12, size: int = 96,
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     n, S = n_per_class, int(size)
-    w = _TreeWriter(root, seed)
+    w = _TreeWriter(root, seed, marker_holdout if marker else None)
     t = w.t
+    t.marker_holdout = marker_holdout if marker else ""
     rng = np.random.default_rng([_seed_int(seed), 0x7EE])
 
     def jit(base: int, frac: float = 0.06) -> int:
