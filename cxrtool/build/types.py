@@ -39,6 +39,8 @@ class BuildOptions:
     label_map: Path | None = None
     labels_csv: dict[str, Path] = field(default_factory=dict)
     figures: bool = True
+    test_sources: tuple[str, ...] = ()  # NAME or NAME:CLASS held out as an external test split
+    allow_missing_class: bool = False  # with test_sources: allow a class with no training images
 
     def hash_radius(self) -> int:
         bits = self.hash_size * self.hash_size
