@@ -685,6 +685,8 @@ def test_test_source_class_held_out_whole_and_isolated(tree, tmp_path):
         other = by_key[b if a.startswith(RADIO) else a]
         assert ours.reason == "" and ours.split == "test"
         assert other.reason in DUP_REASONS and other.duplicate_of == ours.key
+    also = Counter(f"{tree.sources[a if tree.sources[b] == 'radiography' else b]}" for a, b in shared)
+    assert result.report["external_test"]["test_images_also_in"] == {f"{SOURCE_DIRS[k]}:normal": n for k, n in also.items()}
 
     # the pool is split train:val in --split's ratio, with no test share
     pool = Counter(r["split"] for r in manifest if r["split"] != "test")

@@ -96,6 +96,15 @@ def holdout_step(cands: list[Candidate], held: Sequence[HeldOut], allow_missing_
         elif c.group in tainted:
             c.reason, c.detail = GROUP_REASON, f"group {c.group} holds held-out images (duplicate or same patient)"
             dropped[c.item.source] += 1
+    # test images that another (not held-out) source also holds: the test keeps them, training
+    # lost them; when many are of another kind (pediatric copies among "adult" normals), say so
+    elsewhere: dict[int, set[str]] = {}
+    for c in cands:
+        if c.cluster >= 0 and not is_held_out(c, held):
+            elsewhere.setdefault(c.cluster, set()).add(f"{c.item.source}:{c.item.label}")
+    copies = Counter(
+        other for c in cands if not c.reason and c.split == "test" for other in sorted(elsewhere.get(c.cluster, ()))
+    )
     pool = Counter(c.item.label for c in cands if not c.reason and c.split != "test")
     test = Counter(c.item.label for c in cands if not c.reason and c.split == "test")
     missing = [label for label in CLASSES if test.get(label) and not pool.get(label)]
@@ -109,6 +118,7 @@ def holdout_step(cands: list[Candidate], held: Sequence[HeldOut], allow_missing_
         "held_out": [str(h) for h in held],
         "test_images_per_held_out": {str(h): sum(1 for c in cands if not c.reason and c.split == "test" and is_held_out(c, [h])) for h in held},
         "pool_images_dropped_per_source": dict(sorted(dropped.items())),
+        "test_images_also_in": dict(sorted(copies.items())),
         "classes_without_training_images": missing,
     }
 

@@ -159,7 +159,10 @@ def markdown(report: dict) -> str:
         lines += [f"- {note}" for note in ext["notes"]]
         dropped = ext["pool_images_dropped_per_source"]
         lines += [f"- images dropped from train/val because their group touches the test: "
-                  f"{sum(dropped.values())} ({', '.join(f'{k}: {v}' for k, v in dropped.items()) or 'none'})", ""]
+                  f"{sum(dropped.values())} ({', '.join(f'{k}: {v}' for k, v in dropped.items()) or 'none'})"]
+        also = ext["test_images_also_in"]
+        lines += [f"- test images that a training source also holds (kept in test as the held-out copy): "
+                  f"{', '.join(f'{k}: {v}' for k, v in also.items()) or 'none'}", ""]
         lines += _md_table("test source", ext["counts"]) + [""]
     lines += ["## Sources", "", "| source | recognised as | files | junk skipped |", "|---|---|---|---|"]
     lines += [f"| {s['name']} | {s['kind']} | {s['files']} | {sum(s['junk'].values())} |" for s in report["sources"]]
