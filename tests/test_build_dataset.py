@@ -813,3 +813,20 @@ def test_real_patients_and_unlabelled_rows(real):
     kinds = {s["name"]: s["kind"] for s in result.report["sources"]}
     assert kinds == {"COVID-19_Radiography_Dataset": "covid19-radiography", "chest_xray": "chest-xray-pneumonia",
                      "Figure1-COVID-chestxray-dataset": "figure1-covid"}
+
+
+def test_real_adult_normals_held_out(tmp_path):
+    """The issue's first protocol: the adult normals held out; pediatric copies among them stay in test."""
+    if not REAL_SOURCES.is_dir():
+        pytest.skip(f"real sources not found at {REAL_SOURCES} (only the project's dev machine has them)")
+    radio = "COVID-19_Radiography_Dataset"
+    result = build_dataset([REAL_SOURCES], tmp_path / "x", BuildOptions(
+        workers=2, dry_run=True, figures=False, test_sources=(f"{radio}:normal",)))
+    report = result.report
+    ext = report["external_test"]
+    test = report["counts_per_split"]["test"]
+    assert test["covid"] == test["pneumonia"] == 0 and test["normal"] > 1000
+    assert ext["counts"] == {radio: test}
+    assert ext["test_images_also_in"].get("chest_xray:normal", 0) > 0  # some "adult" normals are pediatric copies
+    assert all(v == 0 for v in report["leak_check"].values()), report["leak_check"]
+    assert any(w.startswith("100% of normal training images come from chest_xray") for w in report["warnings"])
