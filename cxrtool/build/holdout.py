@@ -114,9 +114,10 @@ def holdout_step(cands: list[Candidate], held: Sequence[HeldOut], allow_missing_
             "sees, so its test score would only measure that (hold out one class of the source, e.g. NAME:normal, "
             "or pass --allow-missing-class)"
         )
+    kept_test = [c for c in cands if not c.reason and c.split == "test"]
     return {
         "held_out": [str(h) for h in held],
-        "test_images_per_held_out": {str(h): sum(1 for c in cands if not c.reason and c.split == "test" and is_held_out(c, [h])) for h in held},
+        "test_images_per_held_out": {str(h): sum(is_held_out(c, [h]) for c in kept_test) for h in held},
         "pool_images_dropped_per_source": dict(sorted(dropped.items())),
         "test_images_also_in": dict(sorted(copies.items())),
         "classes_without_training_images": missing,
