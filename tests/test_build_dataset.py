@@ -675,18 +675,20 @@ def test_test_source_class_held_out_whole_and_isolated(tree, tmp_path):
     manifest = read_csv(tmp_path / "ext" / "manifest.csv")
     assert_held_out_isolated(result, manifest, lambda c: c.item.source == RADIO and c.item.label == "normal")
 
-    # clusters shared with another source stay in test as the held-out source's own file
+    # a cluster shared with another source is external to neither: dropped whole, test and train
     shared = [(a, b) for a, b in tree.cross_source_duplicates if "radiography" in (tree.sources[a], tree.sources[b]) and
               tree.labels[a] == tree.labels[b] == "normal"]
     assert shared  # the synthetic tree plants pediatric copies of adult normals
     by_key = {c.key: c for c in result.candidates}
+    kept = {key(r) for r in manifest}
     for a, b in shared:
-        ours = by_key[a if a.startswith(RADIO) else b]
-        other = by_key[b if a.startswith(RADIO) else a]
-        assert ours.reason == "" and ours.split == "test"
-        assert other.reason in DUP_REASONS and other.duplicate_of == ours.key
-    also = Counter(f"{tree.sources[a if tree.sources[b] == 'radiography' else b]}" for a, b in shared)
-    assert result.report["external_test"]["test_images_also_in"] == {f"{SOURCE_DIRS[k]}:normal": n for k, n in also.items()}
+        ours, other = (by_key[a], by_key[b]) if a.startswith(RADIO) else (by_key[b], by_key[a])
+        assert {ours.reason, other.reason} <= {*DUP_REASONS, "copy shared by the held-out test and a training source"}
+        assert ours.key not in kept and other.key not in kept
+    copies = [c for c in result.candidates if c.reason == "copy shared by the held-out test and a training source"]
+    assert len(copies) == len(shared)  # one kept copy per shared cluster, now dropped
+    also = Counter(f"{SOURCE_DIRS[tree.sources[a if tree.sources[b] == 'radiography' else b]]}:normal" for a, b in shared)
+    assert result.report["external_test"]["test_copies_dropped"] == dict(also)
 
     # the pool is split train:val in --split's ratio, with no test share
     pool = Counter(r["split"] for r in manifest if r["split"] != "test")
@@ -816,7 +818,7 @@ def test_real_patients_and_unlabelled_rows(real):
 
 
 def test_real_adult_normals_held_out(tmp_path):
-    """The issue's first protocol: the adult normals held out; pediatric copies among them stay in test."""
+    """The issue's first protocol: the adult normals held out; pediatric copies among them dropped."""
     if not REAL_SOURCES.is_dir():
         pytest.skip(f"real sources not found at {REAL_SOURCES} (only the project's dev machine has them)")
     radio = "COVID-19_Radiography_Dataset"
@@ -827,6 +829,6 @@ def test_real_adult_normals_held_out(tmp_path):
     test = report["counts_per_split"]["test"]
     assert test["covid"] == test["pneumonia"] == 0 and test["normal"] > 1000
     assert ext["counts"] == {radio: test}
-    assert ext["test_images_also_in"].get("chest_xray:normal", 0) > 0  # some "adult" normals are pediatric copies
+    assert ext["test_copies_dropped"].get("chest_xray:normal", 0) > 0  # some "adult" normals are pediatric copies
     assert all(v == 0 for v in report["leak_check"].values()), report["leak_check"]
     assert any(w.startswith("100% of normal training images come from chest_xray") for w in report["warnings"])

@@ -10,7 +10,6 @@ modules and work on plain lists.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from ..progress import ProgressFn
 from .analyse import analyse_files
 from .dedup import components, find_duplicates
 from .hashing import get_hasher
-from .holdout import holdout_leak_check, holdout_step, is_held_out, pool_fractions, resolve_test_sources
+from .holdout import holdout_leak_check, holdout_step, pool_fractions, resolve_test_sources
 from .quality import Thresholds, problems
 from .report import build_report
 from .search import hamming_pairs, pack_hashes
@@ -66,11 +65,8 @@ def quality_step(cands: list[Candidate], t: Thresholds) -> None:
             c.reason, c.detail = found[0], "; ".join(found)
 
 
-def duplicate_step(cands: list[Candidate], radius: int, prefer: Callable[[Candidate], bool] | None = None) -> dict:
-    """Cluster the quality-passed images; keep one per cluster; drop label-conflict clusters.
-
-    ``prefer``: members it accepts are chosen as representative first (held-out test images,
-    so a cluster they share goes to test as the held-out source's own file)."""
+def duplicate_step(cands: list[Candidate], radius: int) -> dict:
+    """Cluster the quality-passed images; keep one per cluster; drop label-conflict clusters."""
     live = [c for c in cands if not c.reason]
     dups = find_duplicates(
         [c.analysis.sha256 for c in live], [c.analysis.pixel_sha for c in live], [c.analysis.hash for c in live], radius
@@ -96,9 +92,8 @@ def duplicate_step(cands: list[Candidate], radius: int, prefer: Callable[[Candid
                 live[i].reason = "label conflict"
                 live[i].detail = f"duplicate cluster with labels {' vs '.join(labels)}: {names}"
             continue
-        # preferred first, then best resolution, then the first in stable (source, path) order
-        rep = min(members, key=lambda i: (
-            prefer is not None and not prefer(live[i]), -live[i].analysis.width * live[i].analysis.height, live[i].key))
+        # best resolution first, then the first in stable (source, path) order
+        rep = min(members, key=lambda i: (-live[i].analysis.width * live[i].analysis.height, live[i].key))
         for i in members:
             if i == rep:
                 continue
@@ -242,7 +237,7 @@ def build_dataset(
         c.analysis = a
     quality_step(cands, options.thresholds)
     radius = options.hash_radius()
-    dup_stats = duplicate_step(cands, radius, (lambda c: is_held_out(c, held)) if held else None)
+    dup_stats = duplicate_step(cands, radius)
     group_step(cands)
     held_stats = holdout_step(cands, held, options.allow_missing_class) if held else None
     balance_stats = balance_step(cands, options)

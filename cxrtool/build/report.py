@@ -160,9 +160,9 @@ def markdown(report: dict) -> str:
         dropped = ext["pool_images_dropped_per_source"]
         lines += [f"- images dropped from train/val because their group touches the test: "
                   f"{sum(dropped.values())} ({', '.join(f'{k}: {v}' for k, v in dropped.items()) or 'none'})"]
-        also = ext["test_images_also_in"]
-        lines += [f"- test images that a training source also holds (kept in test as the held-out copy): "
-                  f"{', '.join(f'{k}: {v}' for k, v in also.items()) or 'none'}", ""]
+        copies = ext["test_copies_dropped"]
+        lines += [f"- held-out images dropped because a training source has a copy (external to neither): "
+                  f"{', '.join(f'{k}: {v}' for k, v in copies.items()) or 'none'}", ""]
         lines += _md_table("test source", ext["counts"]) + [""]
     lines += ["## Sources", "", "| source | recognised as | files | junk skipped |", "|---|---|---|---|"]
     lines += [f"| {s['name']} | {s['kind']} | {s['files']} | {sum(s['junk'].values())} |" for s in report["sources"]]

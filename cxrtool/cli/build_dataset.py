@@ -189,8 +189,8 @@ def render_summary(report: dict) -> None:
         dropped = sum(ext["pool_images_dropped_per_source"].values())
         err.print(
             f"external test split (held out): {', '.join(f'{k} {v} images' for k, v in ext['test_images_per_held_out'].items())}; "
-            f"{dropped} images sharing a group with it dropped from train/val; test images another source also holds: "
-            f"{', '.join(f'{k} {v}' for k, v in ext['test_images_also_in'].items()) or 'none'}; held-out clusters, patients, groups in "
+            f"{dropped} images sharing a group with it dropped from train/val; held-out images dropped because another source has a copy: "
+            f"{', '.join(f'{k} {v}' for k, v in ext['test_copies_dropped'].items()) or 'none'}; held-out clusters, patients, groups in "
             f"train/val: {leak['held_out_clusters_in_train_val']}, {leak['held_out_patients_in_train_val']}, "
             f"{leak['held_out_groups_in_train_val']}"
         )
