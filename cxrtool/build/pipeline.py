@@ -246,7 +246,7 @@ def build_dataset(
     if held:
         leak.update(holdout_leak_check(cands, held, radius))
     result = BuildResult(out, options, scans, cands, {})
-    result.report = build_report(result, dup_stats, balance_stats, leak, held_stats)
+    result.report = build_report(result, dup_stats, balance_stats, leak, held_stats=held_stats)
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result
