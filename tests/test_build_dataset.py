@@ -641,6 +641,126 @@ def test_progress_events_one_shape(small, tmp_path):
     assert len(events) == n + k
 
 
+# ---------------------------------------------------------------- --test-source: an external test split
+
+RADIO, CX, C15K = SOURCE_DIRS["radiography"], SOURCE_DIRS["chest_xray"], SOURCE_DIRS["covid15k"]
+
+
+def assert_held_out_isolated(result, manifest: list[dict[str, str]], held) -> None:
+    """Recomputed independently of the pipeline: held(c) picks the held-out images. Every one
+    that entered de-duplication (kept or dropped) is, by brute force, farther than the radius
+    from every train/val image, and shares no cluster, (source, patient) or group with one;
+    the test split holds held-out images only."""
+    radius = result.report["options"]["radius"]
+    out = [c for c in result.candidates if c.cluster >= 0 and held(c)]
+    kept = {f"{r['source']}/{r['source_file']}": r for r in manifest}
+    pool = [c for c in result.candidates if c.key in kept and kept[c.key]["split"] in ("train", "val")]
+    test = [c for c in result.candidates if c.key in kept and kept[c.key]["split"] == "test"]
+    assert out and pool and test
+    assert all(held(c) for c in test) and not any(held(c) for c in pool)
+    assert [c for c in out if not c.reason] == test  # every kept held-out image is in test
+    pairs = brute_force_pairs([c.analysis.hash for c in out + pool], radius)
+    assert not [(i, j) for i, j in pairs if i < len(out) <= j]
+    for attr in ("cluster", "group"):
+        assert not {getattr(c, attr) for c in out} & {getattr(c, attr) for c in pool}
+    def patients(rows):
+        return {(c.item.source, c.item.patient) for c in rows if c.item.patient}
+    assert not patients(out) & patients(pool)
+    assert all(v == 0 for v in result.report["leak_check"].values()), result.report["leak_check"]
+
+
+def test_test_source_class_held_out_whole_and_isolated(tree, tmp_path):
+    opts = BuildOptions(workers=2, figures=False, test_sources=(f"{RADIO}:Normal",), split=(0.6, 0.2, 0.2))
+    result = build_dataset([tree.root], tmp_path / "ext", opts)
+    manifest = read_csv(tmp_path / "ext" / "manifest.csv")
+    assert_held_out_isolated(result, manifest, lambda c: c.item.source == RADIO and c.item.label == "normal")
+
+    # a cluster shared with another source is external to neither: dropped whole, test and train
+    shared = [(a, b) for a, b in tree.cross_source_duplicates if "radiography" in (tree.sources[a], tree.sources[b]) and
+              tree.labels[a] == tree.labels[b] == "normal"]
+    assert shared  # the synthetic tree plants pediatric copies of adult normals
+    by_key = {c.key: c for c in result.candidates}
+    kept = {key(r) for r in manifest}
+    for a, b in shared:
+        ours, other = (by_key[a], by_key[b]) if a.startswith(RADIO) else (by_key[b], by_key[a])
+        assert {ours.reason, other.reason} <= {*DUP_REASONS, "copy shared by the held-out test and a training source"}
+        assert ours.key not in kept and other.key not in kept
+    copies = [c for c in result.candidates if c.reason == "copy shared by the held-out test and a training source"]
+    assert len(copies) == len(shared)  # one kept copy per shared cluster, now dropped
+    also = Counter(f"{SOURCE_DIRS[tree.sources[a if tree.sources[b] == 'radiography' else b]]}:normal" for a, b in shared)
+    assert result.report["external_test"]["test_copies_dropped"] == dict(also)
+
+    # the pool is split train:val in --split's ratio, with no test share
+    pool = Counter(r["split"] for r in manifest if r["split"] != "test")
+    assert abs(pool["train"] / (pool["train"] + pool["val"]) - 0.75) < 0.08
+    ext = result.report["external_test"]
+    assert ext["held_out"] == [f"{RADIO}:normal"] and ext["pool_split"] == pytest.approx([0.75, 0.25])
+    n_test = sum(r["split"] == "test" for r in manifest)
+    assert ext["test_images_per_held_out"] == {f"{RADIO}:normal": n_test}
+    assert ext["counts"] == {RADIO: {"covid": 0, "pneumonia": 0, "normal": n_test}}
+    dropped = [c for c in result.candidates if c.reason == "shares a group with the held-out test"]
+    assert dropped and not any(c.item.source == RADIO and c.item.label == "normal" for c in dropped)
+    assert ext["pool_images_dropped_per_source"] == dict(Counter(c.item.source for c in dropped))
+    assert {r["source_file"] for r in read_csv(tmp_path / "ext" / "excluded.csv")
+            if r["reason"] == "shares a group with the held-out test"} == {c.item.rel for c in dropped}
+    assert result.report["options"]["test_sources"] == [f"{RADIO}:Normal"]
+    md = (tmp_path / "ext" / "report.md").read_text()
+    assert "## External test split" in md and "held out clusters in train val: 0" in md
+
+
+def test_cli_several_test_sources_per_class_balances_the_pool_only(tree, tmp_path, capsys):
+    out = tmp_path / "multi"
+    code = main(["build-dataset", str(tree.root), str(out), "--workers", "2", "--no-figures", "--per-class", "8",
+                 "--test-source", f"{RADIO}:normal", "--test-source", C15K])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip() == str(out)
+    assert "external test split (held out)" in captured.err
+    manifest = read_csv(out / "manifest.csv")
+    held = lambda c: c.item.source == C15K or (c.item.source == RADIO and c.item.label == "normal")  # noqa: E731
+    result = build_dataset([tree.root], tmp_path / "dry", BuildOptions(
+        workers=2, dry_run=True, per_class=8, test_sources=(f"{RADIO}:normal", C15K)))
+    assert_held_out_isolated(result, manifest, held)
+    test = Counter((r["source"], r["label"]) for r in manifest if r["split"] == "test")
+    pool = Counter(r["label"] for r in manifest if r["split"] != "test")
+    report = json.loads((out / "report.json").read_text())
+    assert test[(C15K, "covid")] > 8 or test[(RADIO, "normal")] + test[(C15K, "normal")] > 8  # test kept whole
+    assert set(test) == {(RADIO, "normal"), (C15K, "covid"), (C15K, "normal")}
+    assert all(n <= 8 for n in pool.values()) and report["balance"]["per_class"] == 8
+    assert report["external_test"]["held_out"] == [f"{RADIO}:normal", C15K]
+    assert sum(report["external_test"]["test_images_per_held_out"].values()) == sum(test.values())
+
+
+def test_cli_test_source_refusals_and_missing_class(tree, tmp_path, capsys):
+    capsys.readouterr()
+    base = ["build-dataset", str(tree.root), str(tmp_path / "o"), "--dry-run", "--workers", "2"]
+    assert main(base + ["--test-source", "Nowhere"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "Nowhere" in line and RADIO in line and CX in line
+    assert main(base + ["--test-source", f"{CX}:covid"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "its classes: pneumonia, normal" in line
+    assert main(base + ["--test-source", f"{CX}:lungs"]) == 2
+    one_error_line(capsys.readouterr().err)
+
+    every_covid = [v for s in (RADIO, C15K, SOURCE_DIRS["cpn"]) for v in ("--test-source", f"{s}:covid")]
+    assert main(base + every_covid) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "no training images of covid" in line and "--allow-missing-class" in line
+    assert main(base + every_covid + ["--allow-missing-class", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["external_test"]["classes_without_training_images"] == ["covid"]
+    assert any(w.startswith("NO TRAINING IMAGES of covid") for w in report["warnings"])
+    assert report["counts_per_split"]["train"]["covid"] == report["counts_per_split"]["val"]["covid"] == 0
+    assert report["counts_per_split"]["test"]["covid"] > 0
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_test_source_no_external_section(built):
+    assert built[0].report["external_test"] is None and built[0].report["options"]["test_sources"] == []
+    assert "held_out_groups_in_train_val" not in built[0].report["leak_check"]
+
+
 def test_zz_sources_never_modified(tree, before):
     """Runs after every build of this module that read the synthetic tree."""
     assert snapshot(tree.root) == before
@@ -695,3 +815,20 @@ def test_real_patients_and_unlabelled_rows(real):
     kinds = {s["name"]: s["kind"] for s in result.report["sources"]}
     assert kinds == {"COVID-19_Radiography_Dataset": "covid19-radiography", "chest_xray": "chest-xray-pneumonia",
                      "Figure1-COVID-chestxray-dataset": "figure1-covid"}
+
+
+def test_real_adult_normals_held_out(tmp_path):
+    """The issue's first protocol: the adult normals held out; pediatric copies among them dropped."""
+    if not REAL_SOURCES.is_dir():
+        pytest.skip(f"real sources not found at {REAL_SOURCES} (only the project's dev machine has them)")
+    radio = "COVID-19_Radiography_Dataset"
+    result = build_dataset([REAL_SOURCES], tmp_path / "x", BuildOptions(
+        workers=2, dry_run=True, figures=False, test_sources=(f"{radio}:normal",)))
+    report = result.report
+    ext = report["external_test"]
+    test = report["counts_per_split"]["test"]
+    assert test["covid"] == test["pneumonia"] == 0 and test["normal"] > 1000
+    assert ext["counts"] == {radio: test}
+    assert ext["test_copies_dropped"].get("chest_xray:normal", 0) > 0  # some "adult" normals are pediatric copies
+    assert all(v == 0 for v in report["leak_check"].values()), report["leak_check"]
+    assert any(w.startswith("100% of normal training images come from chest_xray") for w in report["warnings"])

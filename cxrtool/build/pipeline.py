@@ -21,6 +21,7 @@ from .analyse import analyse_files
 from .audit import shortcut_audit
 from .dedup import components, find_duplicates
 from .hashing import get_hasher
+from .holdout import holdout_leak_check, holdout_step, pool_fractions, resolve_test_sources
 from .quality import Thresholds, problems
 from .report import build_report
 from .search import hamming_pairs, pack_hashes
@@ -139,8 +140,9 @@ def group_step(cands: list[Candidate]) -> None:
 
 
 def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
-    """Down-sample each class to ``per_class`` (never up); report classes that fall short."""
-    live = [c for c in cands if not c.reason]
+    """Down-sample each class to ``per_class`` (never up); report classes that fall short.
+    Images already placed (a held-out test) are not balanced."""
+    live = [c for c in cands if not c.reason and not c.split]
     keep = set(
         balance(
             [c.item.label for c in live],
@@ -161,11 +163,14 @@ def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
 
 
 def split_step(cands: list[Candidate], options: BuildOptions) -> None:
-    """Assign each kept image its split (whole groups together) and its file name in OUT."""
+    """Assign each kept image its split (whole groups together) and its file name in OUT.
+    With a held-out test already placed, the rest is split into train/val only."""
     live = [c for c in cands if not c.reason]
-    splits = assign_splits([c.item.label for c in live], [c.group for c in live], options.split, options.seed)
+    pool = [c for c in live if not c.split]
+    fractions = pool_fractions(options.split) if options.test_sources else options.split
+    splits = assign_splits([c.item.label for c in pool], [c.group for c in pool], fractions, options.seed)
     used: set[str] = set()
-    for c, split in zip(live, splits):
+    for c, split in zip(pool, splits):
         c.split = split
     for c in sorted(live, key=lambda c: c.key):
         c.file = _unique_name(c, used, options)
@@ -238,6 +243,7 @@ def build_dataset(
     cands = [Candidate(item) for scan in scans for item in scan.items if item.label]
     if not cands:
         raise UsageError(f"no labelled images found in {', '.join(map(str, srcs))}")
+    held = resolve_test_sources(options.test_sources, scans)
     results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, progress)
     for c, a in zip(cands, results):
         c.analysis = a
@@ -245,10 +251,14 @@ def build_dataset(
     radius = options.hash_radius()
     dup_stats = duplicate_step(cands, radius)
     group_step(cands)
+    held_stats = holdout_step(cands, held, options.allow_missing_class) if held else None
     balance_stats = balance_step(cands, options)
     split_step(cands, options)
+    leak = leak_check(cands, radius)
+    if held:
+        leak.update(holdout_leak_check(cands, held, radius))
     result = BuildResult(out, options, scans, cands, {})
-    result.report = build_report(result, dup_stats, balance_stats, leak_check(cands, radius), audit_step(cands, options))
+    result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(cands, options), held_stats=held_stats)
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result

@@ -12,6 +12,7 @@ import numpy as np
 from ..labels import CLASSES
 from ..version import __version__
 from ..manifest import SPLITS
+from .holdout import pool_fractions
 from .quality import METRICS, reason_key
 from .types import BuildResult
 
@@ -23,36 +24,50 @@ def _table(counter: Counter, rows: list[str], cols: list[str]) -> dict[str, dict
     return {r: {c: int(counter.get((r, c), 0)) for c in cols} for r in rows}
 
 
-def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict, audit: dict | None = None) -> dict:
+def build_report(
+    result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict, audit: dict | None = None,
+    held_stats: dict | None = None,
+) -> dict:
     """The report of a build (``report.json``) from its result and the statistics its steps returned
-    (``audit``: the shortcut audit of :mod:`cxrtool.build.audit`, None when turned off)."""
+    (``audit``: the shortcut audit of :mod:`cxrtool.build.audit`, None when turned off;
+    ``held_stats``: those of an external test split, see :mod:`cxrtool.build.holdout`)."""
     opts = result.options
     cands = result.candidates
     kept = [c for c in cands if not c.reason]
     sources = [s.name for s in result.scans]
     before = Counter((c.item.source, c.item.label) for c in cands)
     after = Counter((c.item.source, c.item.label) for c in kept)
+    # with an external test, source dominance matters where the model learns: train and val
+    learned = Counter((c.item.source, c.item.label) for c in kept if c.split != "test") if held_stats else after
     per_split = Counter((c.split, c.item.label) for c in kept)
     excluded = Counter(reason_key(c.reason) for c in cands if c.reason)
     unlabelled = Counter(item.reason for s in result.scans for item in s.items if item.label is None)
     warnings = []
     for label in CLASSES:
-        total = sum(after.get((s, label), 0) for s in sources)
+        total = sum(learned.get((s, label), 0) for s in sources)
         if total == 0:
-            warnings.append(f"class {label} has no images")
+            warnings.append(f"class {label} has no {'training ' if held_stats else ''}images")
             continue
-        top = max(sources, key=lambda s: after.get((s, label), 0))
-        share = after.get((top, label), 0) / total
+        top = max(sources, key=lambda s: learned.get((s, label), 0))
+        share = learned.get((top, label), 0) / total
         if share >= DOMINANT_SOURCE and len(sources) > 1:
             warnings.append(
-                f"{share:.0%} of {label} images come from {top}: a model may learn the source instead of the disease"
+                f"{share:.0%} of {label} {'training ' if held_stats else ''}images come from {top}: "
+                "a model may learn the source instead of the disease"
             )
+    if held_stats and held_stats["classes_without_training_images"]:
+        warnings.append(
+            f"NO TRAINING IMAGES of {', '.join(held_stats['classes_without_training_images'])} once the test source "
+            "is held out: the model cannot predict that class, so its held-out images are all misclassified by design"
+        )
     for label, n in balance_stats.get("classes_below_target", {}).items():
         warnings.append(f"class {label} has only {n} images, fewer than --per-class {opts.per_class}: kept all")
     if leak["near_duplicate_pairs_across_splits"] or leak["patients_across_splits"]:
         warnings.append("LEAK: near duplicates or patients cross splits")
     if audit and audit.get("warning"):
         warnings.insert(0, audit["warning"])
+    if any(v for k, v in leak.items() if k.startswith("held_out_")):
+        warnings.append("LEAK: held-out test images, clusters, patients or groups reach train/val")
     metrics = np.array([[getattr(c.analysis.quality, m) for m in METRICS] for c in cands if c.analysis.quality])
     distributions = {
         m: (
@@ -75,6 +90,7 @@ def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak
             "radius": opts.hash_radius(),
             "even_sources": opts.even_sources,
             "dry_run": opts.dry_run,
+            "test_sources": list(opts.test_sources),
         },
         "thresholds": opts.thresholds.as_dict(),
         "sources": [
@@ -91,9 +107,25 @@ def build_report(result: BuildResult, dup_stats: dict, balance_stats: dict, leak
         "duplicates": dup_stats,
         "balance": balance_stats,
         "leak_check": leak,
+        "external_test": external_test(held_stats, kept, sources, opts.split) if held_stats else None,
         "quality_distributions": distributions,
         "audit": audit,
         "warnings": warnings,
+    }
+
+
+def external_test(held_stats: dict, kept: list, sources: list[str], split: tuple[float, float, float]) -> dict:
+    """The ``external_test`` section: what was held out, what the test holds, how the pool was split."""
+    test = Counter((c.item.source, c.item.label) for c in kept if c.split == "test")
+    return {
+        **held_stats,
+        "counts": {s: row for s, row in _table(test, sources, list(CLASSES)).items() if sum(row.values())},
+        "pool_split": list(pool_fractions(split)[:2]),
+        "notes": [
+            "the test split is the held-out source[:class] alone; --split's test share is not used, "
+            "train and val keep its train:val ratio",
+            "--per-class balances train/val only; the held-out test is kept whole (its size costs only inference)",
+        ],
     }
 
 
@@ -119,6 +151,24 @@ def markdown(report: dict) -> str:
     ]
     if report["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    ext = report.get("external_test")
+    if ext:
+        lines += [
+            "## External test split",
+            "",
+            f"The test split is held out: {', '.join(ext['held_out'])}. None of its images, duplicate clusters, "
+            f"patients or groups is in train or val (leak check below); train/val split "
+            f"{ext['pool_split'][0]:.0%}/{ext['pool_split'][1]:.0%}.",
+            "",
+        ]
+        lines += [f"- {note}" for note in ext["notes"]]
+        dropped = ext["pool_images_dropped_per_source"]
+        lines += [f"- images dropped from train/val because their group touches the test: "
+                  f"{sum(dropped.values())} ({', '.join(f'{k}: {v}' for k, v in dropped.items()) or 'none'})"]
+        copies = ext["test_copies_dropped"]
+        lines += [f"- held-out images dropped because a training source has a copy (external to neither): "
+                  f"{', '.join(f'{k}: {v}' for k, v in copies.items()) or 'none'}", ""]
+        lines += _md_table("test source", ext["counts"]) + [""]
     lines += ["## Sources", "", "| source | recognised as | files | junk skipped |", "|---|---|---|---|"]
     lines += [f"| {s['name']} | {s['kind']} | {s['files']} | {sum(s['junk'].values())} |" for s in report["sources"]]
     lines += ["", "## Images per source and class, before quality control and de-duplication", ""]
@@ -153,6 +203,7 @@ def markdown(report: dict) -> str:
         f"- near-duplicate pairs across splits: {leak['near_duplicate_pairs_across_splits']}",
         f"- patients in more than one split: {leak['patients_across_splits']}",
         f"- groups in more than one split: {leak['groups_across_splits']}",
+        *[f"- {k.replace('_', ' ')}: {v}" for k, v in leak.items() if k.startswith("held_out_")],
         "",
         "## Exposure metrics and thresholds",
         "",

@@ -40,6 +40,8 @@ class BuildOptions:
     labels_csv: dict[str, Path] = field(default_factory=dict)
     figures: bool = True
     audit: bool = True  # the shortcut audit (build/audit.py) in the report
+    test_sources: tuple[str, ...] = ()  # NAME or NAME:CLASS held out as an external test split
+    allow_missing_class: bool = False  # with test_sources: allow a class with no training images
 
     def hash_radius(self) -> int:
         bits = self.hash_size * self.hash_size

@@ -29,10 +29,20 @@ EPILOG = """[bold]Examples[/bold]
 
   cxrtool build-dataset sources/ data/ --no-audit
 
+  cxrtool build-dataset sources/ data/ --test-source COVID-19_Radiography_Dataset:normal
+
+  cxrtool build-dataset sources/ data/ --test-source Figure1-COVID-chestxray-dataset
+
 A SRC is one source, or a folder whose sub-folders are sources. Known layouts (COVID-19
 Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NORMAL,
 Figure 1 with metadata.csv) are recognised; other folders are labelled by class-named
 sub-folders (covid, pneumonia, normal and aliases). Sources are never modified.
+
+--test-source NAME[:CLASS] (repeatable) holds a source, or one class of it, out as an
+external test split: nothing of it, of its duplicate clusters or of its patients is in
+train or val; those are split in --split's train:val ratio (its test share is unused) and
+--per-class balances them only (the held-out test is kept whole). NAME is a source name as
+the report lists it.
 """
 
 
@@ -66,7 +76,7 @@ def _labels_csv(values: list[str]) -> dict[str, Path]:
 def build_dataset(
     paths: Annotated[list[Path], typer.Argument(help="SRC [SRC ...] OUT: source folders, then the output folder.", show_default=False)],
     per_class: Annotated[str, typer.Option(help="Down-sample each class to N images ('all': natural counts).")] = "all",
-    split: Annotated[str, typer.Option(help="Train/val/test percentages.")] = "70/15/15",
+    split: Annotated[str, typer.Option(help="Train/val/test percentages (with --test-source only train:val counts).")] = "70/15/15",
     seed: Annotated[int, typer.Option(help="Seed for sampling and splitting.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Analyse and report; write nothing.")] = False,
@@ -88,6 +98,11 @@ def build_dataset(
     labels_csv: Annotated[list[str], typer.Option(help="SOURCE=FILE.csv with columns file,label[,patient] (repeatable).")] = [],
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write sample sheets and histograms.")] = True,
     audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Shortcut audit: can a linear probe tell the source from the image, its border, its file properties? Example: --no-audit to skip it.")] = True,
+    test_source: Annotated[list[str], typer.Option(
+        help="Hold out source NAME, or one CLASS of it, as an external test split (repeatable), "
+        "e.g. COVID-19_Radiography_Dataset:normal.", metavar="NAME[:CLASS]")] = [],
+    allow_missing_class: Annotated[bool, typer.Option(
+        "--allow-missing-class", help="With --test-source: build even when a class is left with no training images.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the dataset path.")] = False,
 ) -> None:
     """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
@@ -122,6 +137,8 @@ def build_dataset(
         labels_csv=_labels_csv(labels_csv),
         figures=figures,
         audit=audit,
+        test_sources=tuple(test_source),
+        allow_missing_class=allow_missing_class,
     )
     with progress() as bar:
         tasks: dict[str, int] = {}
@@ -175,6 +192,16 @@ def render_summary(report: dict) -> None:
         f"{leak['near_duplicate_pairs_across_splits']}, patients across splits: {leak['patients_across_splits']}"
     )
     render_audit(report.get("audit"))
+    ext = report.get("external_test")
+    if ext:
+        dropped = sum(ext["pool_images_dropped_per_source"].values())
+        err.print(
+            f"external test split (held out): {', '.join(f'{k} {v} images' for k, v in ext['test_images_per_held_out'].items())}; "
+            f"{dropped} images sharing a group with it dropped from train/val; held-out images dropped because another source has a copy: "
+            f"{', '.join(f'{k} {v}' for k, v in ext['test_copies_dropped'].items()) or 'none'}; held-out clusters, patients, groups in "
+            f"train/val: {leak['held_out_clusters_in_train_val']}, {leak['held_out_patients_in_train_val']}, "
+            f"{leak['held_out_groups_in_train_val']}"
+        )
     for w in report["warnings"]:
         warn(f"[bold red]{escape(w)}[/bold red]" if w.startswith("SHORTCUT") else escape(w))
 
