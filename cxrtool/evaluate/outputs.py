@@ -146,6 +146,19 @@ def summary_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def calibration_markdown(doc: dict) -> str:
+    """ECE and log-loss before and after each calibrated model's temperature ("" when no model has one)."""
+    rows = [(label, m["calibration"]) for label, m in doc["models"].items() if m.get("calibration")]
+    if not rows:
+        return ""
+    lines = ["| Model | Temperature | ECE before | ECE after | Log-loss before | Log-loss after |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, c in rows:
+        lines.append(f"| {label} | {fmt(c['temperature'])} | {fmt(c['ece_before'])} | {fmt(c['ece_after'])} | "
+                     f"{fmt(c['nll_before'])} | {fmt(c['nll_after'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(doc: dict) -> str:
     d = doc["dataset"]
     classes = d["classes"]
@@ -168,6 +181,9 @@ def markdown(doc: dict) -> str:
     if doc["warnings"]:
         out += ["## Warnings", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     out += ["## Summary", "", summary_markdown(doc), "## Per class (Table III layout)", "", comparison_markdown(doc)]
+    if calibration := calibration_markdown(doc):
+        out += ["## Calibration (temperature fitted on the val split, stored in the model)", "",
+                "Before: the model's probabilities without its temperature, softmax(T log p).", "", calibration]
     files = doc.get("files") or {}
     if files.get("comparison_roc"):
         out += ["## ROC curves of every model", "", f"![ROC comparison]({files['comparison_roc']})", ""]
