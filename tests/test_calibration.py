@@ -1,4 +1,4 @@
-"""Temperature scaling (cxrtool.calibration): the fit, the Temperature layer in saved models,
+"""Temperature scaling (cxrtool.evaluate.calibration): the fit, the Temperature layer in saved models,
 calibrating existing models and ensembles, and evaluate's ECE before/after."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from cxrtool.calibration import (
+from cxrtool.evaluate.calibration import (
     BOUNDS,
     apply_temperature,
     calibration_report,
@@ -178,7 +178,7 @@ def test_evaluate_reports_ece_before_and_after(trained, dataset, tmp_path, capsy
 
 def test_calibrate_an_existing_model_and_an_ensemble(trained, dataset, tmp_path):
     from cxrtool.artifact import load_model, read_info
-    from cxrtool.calibration import calibrate_model
+    from cxrtool.evaluate.calibration import calibrate_model
     from cxrtool.ensemble import build_ensemble, member_models
 
     raw, cal = trained

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import calibration_report, model_temperature
+from .calibration import calibration_report, model_temperature
 from ..version import __version__
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report

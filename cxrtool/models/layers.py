@@ -212,7 +212,7 @@ class ModelInfoLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Temperature(keras.layers.Layer):
-    """Temperature scaling: ``scores / T`` before the softmax (see :mod:`cxrtool.calibration`).
+    """Temperature scaling: ``scores / T`` before the softmax (see :mod:`cxrtool.evaluate.calibration`).
 
     ``inputs="logits"``: the scores are logits. ``inputs="probs"`` (an ensemble's weighted
     mean): the scores are ``log p``, so the softmax after this layer gives

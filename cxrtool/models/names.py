@@ -10,7 +10,7 @@ PREPROCESS_LAYER = "preprocess"
 POOL_LAYER = "avg_pool"
 DROPOUT_LAYER = "head_dropout"
 LOGITS_LAYER = "logits"
-TEMPERATURE_LAYER = "temperature"  # only in calibrated models (cxrtool.calibration)
+TEMPERATURE_LAYER = "temperature"  # only in calibrated models (cxrtool.evaluate.calibration)
 PROBS_LAYER = "probs"
 INFO_LAYER = "cxrtool_info"
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..version import __version__
 from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
-from ..calibration import calibrate
+from ..evaluate.calibration import calibrate
 from ..errors import DatasetError
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights

@@ -42,7 +42,7 @@ class TrainOptions:
     min_lr: float = 1e-7
     class_weight: str = "balanced"  # balanced | none
     sampling: str = "uniform"  # uniform | source-balanced (within each class, sources drawn equally)
-    #: fit a temperature on the val split after training and store it in the model (cxrtool.calibration)
+    #: fit a temperature on the val split after training and store it in the model (cxrtool.evaluate.calibration)
     calibrate: bool = True
     # augmentation (in the compiled graph, training only)
     augment: bool = True

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .progress import ProgressFn, report
+from ..progress import ProgressFn, report
 
 #: Search interval of T. Below 0.05 or above 20 the val split is almost surely too small or
 #: degenerate (all correct, all wrong); the bound is recorded with the fit.
@@ -84,7 +84,7 @@ def fit_temperature(scores: np.ndarray, y: np.ndarray, bounds: tuple[float, floa
 
 def ece(y: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> float:
     """Top-label ECE, the one in :func:`cxrtool.evaluate.metrics.calibration`."""
-    from .evaluate.metrics import calibration
+    from .metrics import calibration
 
     return calibration(np.asarray(y, np.int64), np.asarray(probs, np.float64), n_bins)["ece"]
 
@@ -93,7 +93,7 @@ def log_loss(y: np.ndarray, probs: np.ndarray) -> float:
     """scikit-learn's log-loss of ``probs`` (renormalised, as in ``evaluate``)."""
     from sklearn.metrics import log_loss as sk_log_loss
 
-    from .evaluate.metrics import _normalise
+    from .metrics import _normalise
 
     p = np.asarray(probs, np.float64)
     return float(sk_log_loss(y, _normalise(p), labels=list(range(p.shape[1]))))
@@ -127,7 +127,7 @@ def model_temperature(info: Any) -> float | None:
 
 
 def _is_ensemble(model) -> bool:
-    from .ensemble import MEAN_LAYER
+    from ..ensemble import MEAN_LAYER
 
     return any(layer.name == MEAN_LAYER for layer in model.layers)
 
@@ -135,8 +135,8 @@ def _is_ensemble(model) -> bool:
 def _score_layer(model) -> tuple[str, bool]:
     """The layer whose output the temperature divides and whether it holds probabilities
     (an ensemble's weighted mean) rather than logits."""
-    from .ensemble import MEAN_LAYER
-    from .models.names import LOGITS_LAYER
+    from ..ensemble import MEAN_LAYER
+    from ..models.names import LOGITS_LAYER
 
     return (MEAN_LAYER, True) if _is_ensemble(model) else (LOGITS_LAYER, False)
 
@@ -148,9 +148,9 @@ def with_temperature(model, temperature: float):
     the model is replaced, not stacked. The ``cxrtool_info`` layer is new (``save_model``
     fills it).
     """
-    from .backend import import_keras
-    from .models import layers as L
-    from .models.names import INFO_LAYER, PROBS_LAYER, TEMPERATURE_LAYER
+    from ..backend import import_keras
+    from ..models import layers as L
+    from ..models.names import INFO_LAYER, PROBS_LAYER, TEMPERATURE_LAYER
 
     keras = import_keras()
     name, from_probs = _score_layer(model)
@@ -164,7 +164,7 @@ def with_temperature(model, temperature: float):
 def scores(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The uncalibrated scores (logits, or an ensemble's log mean probabilities) for images
     ``x`` (n, s, s) uint8, batch by batch."""
-    from .backend import import_keras
+    from ..backend import import_keras
 
     keras = import_keras()
     name, from_probs = _score_layer(model)
@@ -225,11 +225,11 @@ def calibrate_model(
     split of the dataset ``data`` and save the calibrated model to ``out`` (default: replace
     ``path``, atomically). A model that already has a temperature is re-fitted from its
     uncalibrated scores."""
-    from .artifact import load_model, save_model
-    from .errors import DatasetError, ModelFormatError
-    from .inputs import load_split
-    from .manifest import read_manifest
-    from .resolve import resolve_model
+    from ..artifact import load_model, save_model
+    from ..errors import DatasetError, ModelFormatError
+    from ..inputs import load_split
+    from ..manifest import read_manifest
+    from ..resolve import resolve_model
 
     source = resolve_model(str(path), models_dir)
     target = Path(out) if out is not None else source
