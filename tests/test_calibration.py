@@ -176,8 +176,9 @@ def test_evaluate_reports_ece_before_and_after(trained, dataset, tmp_path, capsy
     assert "## Calibration" in report and f"| cal | {t:.3f} |" in report
 
 
-def test_calibrate_an_existing_model_and_an_ensemble(trained, dataset, tmp_path):
+def test_calibrate_an_existing_model_and_an_ensemble(trained, dataset, tmp_path, capsys):
     from cxrtool.artifact import load_model, read_info
+    from cxrtool.cli import main
     from cxrtool.evaluate.calibration import calibrate_model
     from cxrtool.ensemble import build_ensemble, member_models
 
@@ -197,11 +198,20 @@ def test_calibrate_an_existing_model_and_an_ensemble(trained, dataset, tmp_path)
     # an ensemble: the temperature goes after the weighted mean, on its log
     ens = build_ensemble([raw.model_path, cal.model_path], out=tmp_path / "ens.keras")
     mean = np.asarray(load_model(ens.model_path).model.predict_on_batch(_images()), np.float64)
-    done = calibrate_model(ens.model_path, dataset, out=tmp_path / "ens-cal.keras")
-    t = done.record["temperature"]
-    assert model_temperature(read_info(done.model_path)) == t
-    loaded = load_model(done.model_path)
+    capsys.readouterr()
+    code = main(["calibrate", str(ens.model_path), "--data", str(dataset), "--out", str(tmp_path / "ens-cal.keras")])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out.strip() == str(tmp_path / "ens-cal.keras")
+    info = read_info(tmp_path / "ens-cal.keras")
+    t = model_temperature(info)
+    assert f"temperature {t:.3f} on 12 val images" in captured.err
+    loaded = load_model(tmp_path / "ens-cal.keras")
     got = np.asarray(loaded.model.predict_on_batch(_images()), np.float64)
     assert np.allclose(got, softmax(np.log(mean) / t, axis=1), atol=1e-5)
     assert len(member_models(loaded)) == 2  # Grad-CAM still finds the members
-    assert done.info.extra["members"] == ens.info.extra["members"]
+    assert info.extra["members"] == ens.info.extra["members"] and info.training["calibration"]["n"] == 12
+    # a dataset whose val split is empty: one error line, exit 1, nothing written
+    empty = make_dataset(tmp_path / "noval", {"train": 1, "test": 1}, size=20)
+    code = main(["calibrate", str(ens.model_path), "--data", str(empty), "--out", str(tmp_path / "x.keras")])
+    assert code == 1 and "val split is empty" in capsys.readouterr().err
+    assert not (tmp_path / "x.keras").exists()

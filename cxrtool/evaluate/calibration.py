@@ -169,8 +169,13 @@ def scores(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     keras = import_keras()
     name, from_probs = _score_layer(model)
     probe = keras.Model(model.inputs[0], model.get_layer(name).output)
-    chunks = [np.asarray(probe.predict_on_batch(x[i : i + batch_size].astype(np.float32)[..., None]), np.float64)
-              for i in range(0, len(x), batch_size)]
+    chunks = []
+    for i in range(0, len(x), batch_size):
+        # pad the last batch to the full size: one compiled shape, and a batch that a
+        # data-parallel distribution can split over its devices
+        xb = x[i : i + batch_size]
+        padded = np.concatenate([xb, np.repeat(xb[-1:], batch_size - len(xb), axis=0)])
+        chunks.append(np.asarray(probe.predict_on_batch(padded.astype(np.float32)[..., None]), np.float64)[: len(xb)])
     out = np.concatenate(chunks) if chunks else np.zeros((0, model.outputs[0].shape[-1]))
     if from_probs:
         with np.errstate(divide="ignore"):
