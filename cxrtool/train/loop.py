@@ -4,8 +4,9 @@ It validates everything it can *before* writing anything (options, architecture,
 size, weights, an unfinished run, the dataset's splits and classes), then trains with the
 cached uint8 input pipeline (:mod:`cxrtool.inputs`), in-graph augmentation, per-epoch
 validation, a best-val checkpoint, optional early stopping / LR reduction on plateau /
-frozen-backbone warm-up (:mod:`.callbacks`), resumable checkpoints (:mod:`.checkpoints`), and
-saves one self-contained ``.keras`` artifact atomically, with its CSV log and curves
+frozen-backbone warm-up (:mod:`.callbacks`), resumable checkpoints (:mod:`.checkpoints`),
+optional source-balanced sampling, a temperature fitted on val after training
+(:mod:`cxrtool.evaluate.calibration`), and saves one self-contained ``.keras`` artifact atomically, with its CSV log and curves
 (:mod:`.curves`). Keras is imported when :func:`train` runs, not with this module.
 """
 
