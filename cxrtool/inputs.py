@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,15 @@ RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype"
 
 @dataclass
 class SplitData:
-    """One split at one image size: ``x`` (N, S, S) uint8, ``y`` (N,) int32 class indices."""
+    """One split at one image size: ``x`` (N, S, S) uint8, ``y`` (N,) int32 class indices,
+    ``sources`` (N,) the manifest's source of each image."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
     files: list[str]
     classes: tuple[str, ...]
+    sources: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -51,6 +53,14 @@ class SplitData:
     def counts(self) -> dict[str, int]:
         found = np.bincount(self.y, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, found)}
+
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Images per source within each class: ``{class: {source: n}}``."""
+        out: dict[str, dict[str, int]] = {c: {} for c in self.classes}
+        for label, source in zip(self.y, self.sources):
+            row = out[self.classes[label]]
+            row[source] = row.get(source, 0) + 1
+        return {c: dict(sorted(row.items())) for c, row in out.items()}
 
 
 def resize_image(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -89,6 +99,7 @@ def load_split(
     classes = tuple(manifest.classes or CLASSES)
     index = {c: i for i, c in enumerate(classes)}
     files = [e.file for e in entries]
+    sources = [e.source for e in entries]
     y = np.asarray([index[e.label] for e in entries], dtype=np.int32)
     target = cache_path(manifest, split, size)
     if cache and target.is_file():
@@ -97,7 +108,7 @@ def load_split(
                 x = z["x"]
                 cached_files = [str(f) for f in z["files"]]
             if cached_files == files and x.shape == (len(files), size, size):
-                return SplitData(split, x, y, files, classes)
+                return SplitData(split, x, y, files, classes, sources)
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: rebuild it
     x = np.zeros((len(entries), size, size), dtype=np.uint8)
@@ -114,7 +125,7 @@ def load_split(
             report(progress, "load", done, len(entries), split=split)
     if cache and len(entries):
         _write_cache(target, x, files)
-    return SplitData(split, x, y, files, classes)
+    return SplitData(split, x, y, files, classes, sources)
 
 
 def _write_cache(target: Path, x: np.ndarray, files: Sequence[str]) -> None:
@@ -180,6 +191,33 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
+def source_balanced_order(y: np.ndarray, sources: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """One epoch's image indices in which, within each class, every source is drawn equally often.
+
+    Each class keeps its size ``n_c`` (so class weights still balance the classes and the
+    epoch has as many steps as a uniform one); its ``S_c`` sources get ``n_c // S_c`` draws
+    each (the remainder to randomly chosen sources). A source with fewer images than its
+    draws repeats them (each image ``floor`` or ``ceil`` times), a larger one is sub-sampled,
+    a new subset each epoch. The order is shuffled.
+    """
+    y = np.asarray(y)
+    sources = np.asarray(sources, dtype=str)
+    picked = []
+    for c in np.unique(y):
+        in_class = np.flatnonzero(y == c)
+        names = np.unique(sources[in_class])
+        quota = np.full(len(names), len(in_class) // len(names))
+        quota[rng.permutation(len(names))[: len(in_class) % len(names)]] += 1
+        for name, q in zip(names, quota):
+            if q == 0:  # more sources than images in the class
+                continue
+            pool = in_class[sources[in_class] == name]
+            reps = -(-q // len(pool))  # ceil: enough whole permutations to cover the quota
+            picked.append(np.concatenate([rng.permutation(pool) for _ in range(reps)])[:q])
+    order = np.concatenate(picked) if picked else np.zeros(0, np.int64)
+    return order[rng.permutation(len(order))]
+
+
 def make_feeder(
     x: np.ndarray,
     y: np.ndarray,
@@ -190,6 +228,7 @@ def make_feeder(
     shuffle: bool = True,
     epoch: int = 0,
     shard: tuple[int, int] = (0, 1),
+    sources: Sequence[str] | None = None,
 ):
     """A ``keras.utils.PyDataset`` of fixed-size uint8 batches ``(x[..., None], y, w)``.
 
@@ -197,6 +236,8 @@ def make_feeder(
     dropped, a different one each epoch) so the compiled train step never recompiles.
     ``shard=(i, n)``: multi-process training, process ``i`` of ``n`` feeds every n-th image of
     the same global permutation. The epoch's permutation depends on (seed, epoch) only.
+    ``sources`` (one per image): draw each epoch with :func:`source_balanced_order` instead
+    of a permutation.
     """
     from .backend import import_keras
 
@@ -217,8 +258,11 @@ def make_feeder(
 
         def _permutation(self):
             idx = np.arange(len(self.y))
-            if shuffle:
-                idx = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+            rng = np.random.default_rng([self.seed, self.epoch])
+            if sources is not None:
+                idx = source_balanced_order(self.y, sources, rng)
+            elif shuffle:
+                idx = rng.permutation(len(self.y))
             return idx[self.process :: self.processes]
 
         def __len__(self):
@@ -250,4 +294,5 @@ __all__ = [
     "load_split",
     "make_feeder",
     "resize_image",
+    "source_balanced_order",
 ]

@@ -324,3 +324,60 @@ def test_bad_input_is_one_line_exit_1_and_nothing_written(tmp_path, capsys, case
     lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], captured.err
     assert not models.exists()
+
+
+def test_source_balanced_sampling_draws_every_source_equally_within_a_class():
+    from cxrtool.inputs import balanced_class_weights, make_feeder, source_balanced_order
+
+    # class 0: sources a 10, b 2, c 1; class 1: a 5, d 7; class 2: a 3 (one source)
+    y = np.asarray([0] * 13 + [1] * 12 + [2] * 3, dtype=np.int32)
+    sources = ["a"] * 10 + ["b"] * 2 + ["c"] + ["a"] * 5 + ["d"] * 7 + ["a"] * 3
+    src = np.asarray(sources)
+    for epoch in range(3):
+        order = source_balanced_order(y, sources, np.random.default_rng([0, epoch]))
+        assert np.array_equal(np.bincount(y[order], minlength=3), np.bincount(y))  # class sizes kept
+        for c in range(3):
+            drawn = src[order][y[order] == c]
+            counts = [int((drawn == s).sum()) for s in sorted(set(src[y == c]))]
+            assert max(counts) - min(counts) <= 1, (c, counts)  # 13 = 5 + 4 + 4, 12 = 6 + 6, 3
+        # a small source repeats its images evenly; a large one is sub-sampled without repeats
+        per_image = np.bincount(order, minlength=len(y))
+        assert set(per_image[10:12]) <= {2, 3} and per_image[12] in (4, 5)
+        assert set(per_image[:10]) <= {0, 1}
+    assert np.array_equal(source_balanced_order(y, sources, np.random.default_rng(5)),
+                          source_balanced_order(y, sources, np.random.default_rng(5)))
+
+    # through the feeder: one epoch of batches draws the same counts; class weights still apply
+    x = np.arange(len(y), dtype=np.uint8).reshape(-1, 1, 1)  # each image's pixel is its index
+    w = balanced_class_weights(y, 3)
+    feeder = make_feeder(x, y, 4, seed=2, class_weights=w, sources=sources)
+    assert len(feeder) == 7
+    batches = [feeder[i] for i in range(len(feeder))]
+    index = np.concatenate([b[0].reshape(-1) for b in batches]).astype(int)
+    assert np.array_equal(np.sort(index), np.sort(source_balanced_order(y, sources, np.random.default_rng([2, 0]))))
+    assert all(np.allclose(b[2], w[b[1]]) for b in batches)
+    feeder.on_epoch_end()
+    assert not np.array_equal(np.concatenate([feeder[i][0].reshape(-1) for i in range(7)]), index)
+
+
+def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
+    from cxrtool.artifact import read_info
+    from cxrtool.cli import main
+
+    root = make_dataset(tmp_path / "d", {"train": 4, "val": 2}, size=20)
+    rows = read_rows(root)
+    for i, r in enumerate(rows):  # two sources: every other train image comes from "other"
+        if r["split"] == "train" and i % 2:
+            r["source"] = "other"
+    write_manifest(root, rows)
+    out = tmp_path / "m.keras"
+    code = main(["train", str(root), "--model", "cnn", "--image-size", "16", "--epochs", "1", "--batch-size", "6",
+                 "--seed", "1", "--sampling", "source-balanced", "--no-calibrate", "--out", str(out), "-q"])
+    assert code == 0 and capsys.readouterr().out.strip() == str(out)
+    training = read_info(out).training
+    assert training["options"]["sampling"] == "source-balanced" and training["options"]["calibrate"] is False
+    assert training["calibration"] is None
+    assert training["sources"] == {c: {"other": 2, "phantom": 2} for c in ("covid", "pneumonia", "normal")}
+    code = main(["train", str(root), "--model", "cnn", "--sampling", "by-source", "--out", str(tmp_path / "x.keras")])
+    assert code == 2 and "--sampling must be one of uniform, source-balanced" in capsys.readouterr().err
+    assert not (tmp_path / "x.keras").exists()

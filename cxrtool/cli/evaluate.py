@@ -157,6 +157,15 @@ def render_table(doc: dict) -> None:
         s.add_row(label, fmt_ci(b, "accuracy") or fmt(m["accuracy"]), fmt_ci(b, "macro_f1") or fmt(m["macro"]["f1"]),
                   fmt(m["macro"]["auc"]), fmt(m["calibration"]["ece"]), str(m["n"]))
     show(s)
+    calibrated = [(label, m["calibration"]) for label, m in doc["models"].items() if m.get("calibration")]
+    if calibrated:
+        c = Table(title="Calibration: before and after each model's temperature", box=box.SIMPLE_HEAD)
+        for col in ("Model", "Temperature", "ECE before", "ECE after", "Log-loss before", "Log-loss after"):
+            c.add_column(col, justify="left" if col == "Model" else "right")
+        for label, v in calibrated:
+            c.add_row(label, fmt(v["temperature"]), fmt(v["ece_before"]), fmt(v["ece_after"]),
+                      fmt(v["nll_before"]), fmt(v["nll_after"]))
+        show(c)
     sources = doc["dataset"]["sources"]
     if len(sources) > 1:
         classes = doc["dataset"]["classes"]

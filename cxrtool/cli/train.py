@@ -23,6 +23,8 @@ EPILOG = (
     "  cxrtool train data/ --model resnet50 --weights resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5\n\n"
     "  cxrtool train data/ --model resnet50 --resume             # continue an interrupted run\n\n"
     "  cxrtool train data/ --model resnet50 --precision mixed --devices all\n\n"
+    "  cxrtool train data/ --model cnn --sampling source-balanced    # every source equally often within a class\n\n"
+    "  cxrtool train data/ --model cnn --no-calibrate               # keep the raw softmax (no temperature)\n\n"
     "The model is saved as MODELS_DIR/NAME.keras (default ./models or $CXRTOOL_MODELS), with "
     "NAME.log.csv and NAME.curves.png next to it; its path is printed on stdout."
 )
@@ -52,6 +54,8 @@ def train(
     reduce_lr_factor: Annotated[float, typer.Option(help="LR reduction factor on plateau.")] = 0.5,
     monitor: Annotated[str, typer.Option(help="val_loss or val_accuracy: picks the best checkpoint, early stopping and plateau.")] = "val_loss",
     class_weight: Annotated[str, typer.Option(help="balanced (weights inverse to class frequency) or none.")] = "balanced",
+    sampling: Annotated[str, typer.Option(help="uniform (every train image once per epoch) or source-balanced (within each class every source is drawn equally often; small sources repeat), e.g. --sampling source-balanced.")] = "uniform",
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Fit a temperature on the val split after training and store it in the model, so every command sees calibrated probabilities (e.g. --no-calibrate to keep the raw softmax).")] = True,
     dropout: Annotated[float, typer.Option(help="Dropout before the softmax head.")] = 0.3,
     bn_momentum: Annotated[float, typer.Option(help="Batch-norm moving-average momentum while training (0: keep the architecture's own).")] = 0.9,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="In-graph augmentation while training.")] = True,
@@ -87,7 +91,7 @@ def train(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, weights=weights, seed=seed,
         dropout=dropout, bn_momentum=bn_momentum or None, freeze_epochs=freeze_epochs, fine_tune_lr=fine_tune_lr, monitor=monitor,
         patience=patience, reduce_lr_patience=reduce_lr_patience, reduce_lr_factor=reduce_lr_factor,
-        class_weight=class_weight, augment=augment, rotation=rotation, shift=shift, zoom=zoom,
+        class_weight=class_weight, sampling=sampling, calibrate=calibrate, augment=augment, rotation=rotation, shift=shift, zoom=zoom,
         brightness=brightness, contrast=contrast, flip=flip, precision=precision,
         devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id,
         resume=resume, fresh=fresh, keep_checkpoints=keep_checkpoints, checkpoint_every=checkpoint_every,
@@ -151,6 +155,10 @@ def _render(result) -> None:
     t.add_row("weights", str(opts.get("weights")))
     t.add_row("train images", ", ".join(f"{k} {v}" for k, v in result.counts.get("train", {}).items()))
     t.add_row("stopped early", "yes" if result.stopped_early else "no")
+    cal = result.info.training.get("calibration")
+    if cal:
+        t.add_row("temperature", f"{cal['temperature']:.3f} (val ECE {cal['val_ece_before']:.3f} -> "
+                                 f"{cal['val_ece_after']:.3f}, NLL {cal['val_nll_before']:.3f} -> {cal['val_nll_after']:.3f})")
     t.add_row("time", f"{result.seconds:.1f} s")
     t.add_row("model", str(result.model_path))
     if result.log_csv:

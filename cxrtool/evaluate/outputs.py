@@ -227,6 +227,19 @@ def shifts_markdown(doc: dict) -> str:
     return "\n".join(out)
 
 
+def calibration_markdown(doc: dict) -> str:
+    """ECE and log-loss before and after each calibrated model's temperature ("" when no model has one)."""
+    rows = [(label, m["calibration"]) for label, m in doc["models"].items() if m.get("calibration")]
+    if not rows:
+        return ""
+    lines = ["| Model | Temperature | ECE before | ECE after | Log-loss before | Log-loss after |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, c in rows:
+        lines.append(f"| {label} | {fmt(c['temperature'])} | {fmt(c['ece_before'])} | {fmt(c['ece_after'])} | "
+                     f"{fmt(c['nll_before'])} | {fmt(c['nll_after'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(doc: dict) -> str:
     d = doc["dataset"]
     classes = d["classes"]
@@ -251,6 +264,9 @@ def markdown(doc: dict) -> str:
     out += ["## Summary", "", summary_markdown(doc), "## Per class (Table III layout)", "", comparison_markdown(doc)]
     if doc.get("attention"):
         out += ["## Where the models look (Grad-CAM heat on borders and burnt-in text)", "", attention_markdown(doc)]
+    if calibration := calibration_markdown(doc):
+        out += ["## Calibration (temperature fitted on the val split, stored in the model)", "",
+                "Before: the model's probabilities without its temperature, softmax(T log p).", "", calibration]
     files = doc.get("files") or {}
     if files.get("comparison_roc"):
         out += ["## ROC curves of every model", "", f"![ROC comparison]({files['comparison_roc']})", ""]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import calibration_report, model_temperature
 from ..version import __version__
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report
@@ -122,6 +123,8 @@ def evaluate(
         metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
         docs[label] = _model_entry(path, info, metrics, es.fingerprint)
+        if (temperature := model_temperature(info)) is not None:  # ECE and log-loss before/after it
+            docs[label]["calibration"] = calibration_report(y, predictions[label], temperature, n_bins)
         if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
             warnings.append(f"{label} was trained on this dataset: its {es.split} split is not an unbiased test")
 

@@ -4,8 +4,9 @@
 (training only) -> ``preprocess`` (resize, gray to the backbone's channels, its scaling) ->
 backbone ... ``<gradcam_layer>`` -> ``avg_pool`` -> ``head_dropout`` -> ``logits``
 (pre-softmax scores) -> ``probs`` (softmax, float32) -> ``cxrtool_info`` (identity carrying
-the metadata). Flat means no ``Model`` nested inside a ``Model``: Grad-CAM can split the graph
-at any layer by name.
+the metadata). A calibrated model also has ``temperature`` between ``logits`` and ``probs``
+(added after training by :mod:`cxrtool.evaluate.calibration`). Flat means no ``Model``
+nested inside a ``Model``: Grad-CAM can split the graph at any layer by name.
 
 Importing this module is cheap; :func:`build_model` imports Keras.
 """

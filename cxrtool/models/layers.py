@@ -210,9 +210,46 @@ class ModelInfoLayer(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Temperature(keras.layers.Layer):
+    """Temperature scaling: ``scores / T`` before the softmax (see :mod:`cxrtool.evaluate.calibration`).
+
+    ``inputs="logits"``: the scores are logits. ``inputs="probs"`` (an ensemble's weighted
+    mean): the scores are ``log p``, so the softmax after this layer gives
+    ``softmax(log p / T)``. ``T`` is a config value, not a weight: fitting a new one builds a
+    new graph. Always computes in float32.
+    """
+
+    def __init__(self, temperature: float = 1.0, inputs: str = "logits", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if inputs not in ("logits", "probs"):
+            raise ValueError(f"inputs must be 'logits' or 'probs', got {inputs!r}")
+        self.temperature = float(temperature)
+        self.inputs_kind = inputs
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        if self.inputs_kind == "probs":
+            x = ops.log(ops.maximum(x, 1e-30))
+        return x / self.temperature
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(temperature=self.temperature, inputs=self.inputs_kind)
+        return config
+
+
 CUSTOM_OBJECTS = {
     "Preprocess": Preprocess,
     "Augment": Augment,
     "PositionEmbedding": PositionEmbedding,
     "ModelInfoLayer": ModelInfoLayer,
+    "Temperature": Temperature,
 }

@@ -10,10 +10,12 @@ PREPROCESS_LAYER = "preprocess"
 POOL_LAYER = "avg_pool"
 DROPOUT_LAYER = "head_dropout"
 LOGITS_LAYER = "logits"
+TEMPERATURE_LAYER = "temperature"  # only in calibrated models (cxrtool.evaluate.calibration)
 PROBS_LAYER = "probs"
 INFO_LAYER = "cxrtool_info"
 
 #: The layers around the backbone: never a Grad-CAM target, never part of the backbone.
 HEAD_LAYERS = frozenset(
-    {IMAGE_LAYER, AUGMENT_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER, PROBS_LAYER, INFO_LAYER}
+    {IMAGE_LAYER, AUGMENT_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER, TEMPERATURE_LAYER, PROBS_LAYER,
+     INFO_LAYER}
 )

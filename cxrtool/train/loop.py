@@ -4,8 +4,9 @@ It validates everything it can *before* writing anything (options, architecture,
 size, weights, an unfinished run, the dataset's splits and classes), then trains with the
 cached uint8 input pipeline (:mod:`cxrtool.inputs`), in-graph augmentation, per-epoch
 validation, a best-val checkpoint, optional early stopping / LR reduction on plateau /
-frozen-backbone warm-up (:mod:`.callbacks`), resumable checkpoints (:mod:`.checkpoints`), and
-saves one self-contained ``.keras`` artifact atomically, with its CSV log and curves
+frozen-backbone warm-up (:mod:`.callbacks`), resumable checkpoints (:mod:`.checkpoints`),
+optional source-balanced sampling, a temperature fitted on val after training
+(:mod:`cxrtool.evaluate.calibration`), and saves one self-contained ``.keras`` artifact atomically, with its CSV log and curves
 (:mod:`.curves`). Keras is imported when :func:`train` runs, not with this module.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 from ..version import __version__
 from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
+from ..evaluate.calibration import calibrate
 from ..errors import DatasetError
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights
@@ -111,6 +113,7 @@ def train(
         feeder = make_feeder(
             train_split.x, train_split.y, batch // topo.processes, seed=seed, class_weights=class_weights,
             epoch=int(plan.previous["epoch"]) if plan.previous else 0, shard=(topo.process_id, topo.processes),
+            sources=train_split.sources if o.sampling == "source-balanced" else None,
         )
         steps = min(len(feeder), o.steps_per_epoch or len(feeder))
         validation = shard_validation(val_split.x[..., None], val_split.y, topo, say)
@@ -128,9 +131,14 @@ def train(
                     [monitor, *callbacks], say)
         if topo.is_chief and plan.files.best_weights.is_file():
             model.load_weights(plan.files.best_weights)  # the best epoch becomes the model
+        calibration = None
+        if o.calibrate:
+            say(f"calibrating: fitting a temperature on {len(val_split)} val images")
+            model, calibration = calibrate(model, val_split.x, val_split.y, batch_size=batch // topo.processes)
 
         info = _model_info(keras, plan, o, state, dataset, data.manifest.fingerprint, classes,
                            (train_split, val_split), class_weights, topo, time.perf_counter() - t_start)
+        info.training.update(calibration=calibration, sources=train_split.source_counts())
         return _save_outputs(model, plan, o, state, info, dataset, topo)
 
 

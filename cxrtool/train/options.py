@@ -9,6 +9,9 @@ from ..models.registry import arch_options
 
 MONITORS = ("val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed")
+#: How each epoch draws the train images: every image once, or, within each class, every
+#: source equally often (see :func:`cxrtool.inputs.source_balanced_order`).
+SAMPLINGS = ("uniform", "source-balanced")
 #: TrainOptions fields that are architecture options (passed to the model builder).
 ARCH_OPTION_FIELDS = ("patch_size", "vit_layers", "vit_dim", "vit_heads", "vit_mlp")
 
@@ -38,6 +41,9 @@ class TrainOptions:
     reduce_lr_factor: float = 0.5
     min_lr: float = 1e-7
     class_weight: str = "balanced"  # balanced | none
+    sampling: str = "uniform"  # uniform | source-balanced (within each class, sources drawn equally)
+    #: fit a temperature on the val split after training and store it in the model (cxrtool.evaluate.calibration)
+    calibrate: bool = True
     # augmentation (in the compiled graph, training only)
     augment: bool = True
     rotation: float = 10.0
@@ -82,6 +88,8 @@ class TrainOptions:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.class_weight not in ("balanced", "none"):
             raise UsageError("--class-weight must be balanced or none")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"--sampling must be one of {', '.join(SAMPLINGS)}")
         if self.resume and self.fresh:
             raise UsageError("--resume and --fresh contradict each other")
         if not 0 <= self.dropout < 1:
@@ -112,4 +120,4 @@ class TrainOptions:
         return record
 
 
-__all__ = ["MONITORS", "PRECISIONS", "TrainOptions"]
+__all__ = ["MONITORS", "PRECISIONS", "SAMPLINGS", "TrainOptions"]
