@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrtool.models.robustness import ACQUISITION_LEVELS
 from helpers_dataset import make_dataset
 
 
@@ -41,16 +42,48 @@ def _ref_equalize(img):
     return (255.0 * (count - first) / max(flat.size - first, 1)).reshape(img.shape)
 
 
-@pytest.mark.parametrize("mode", ["standardize", "window", "equalize"])
+def _ref_clahe(img, tiles, clip):
+    """OpenCV's CLAHE, loop by loop: clipped tile histograms, bilinear blend of tile mappings."""
+    h, w = img.shape[:2]
+    lv = np.clip(np.floor(img[..., 0]), 0, 255).astype(int)
+    pad = np.pad(lv, ((0, -h % tiles), (0, -w % tiles)), mode="reflect")
+    th, tw = pad.shape[0] // tiles, pad.shape[1] // tiles
+    limit = max(int(clip * th * tw / 256), 1)
+    luts = np.zeros((tiles, tiles, 256))
+    for i in range(tiles):
+        for j in range(tiles):
+            hist = np.bincount(pad[i * th:(i + 1) * th, j * tw:(j + 1) * tw].ravel(), minlength=256).astype(float)
+            hist = np.minimum(hist, limit) + np.maximum(hist - limit, 0).sum() / 256
+            luts[i, j] = np.cumsum(hist) * 255.0 / (th * tw)
+
+    def near(pos, tile):
+        f = pos / tile - 0.5
+        first = int(np.floor(f))
+        return max(first, 0), min(first + 1, tiles - 1), f - first
+
+    out = np.zeros((h, w, 1))
+    for y in range(h):
+        y0, y1, ay = near(y, th)
+        for x in range(w):
+            x0, x1, ax = near(x, tw)
+            g = lv[y, x]
+            out[y, x] = ((1 - ay) * ((1 - ax) * luts[y0, x0, g] + ax * luts[y0, x1, g])
+                         + ay * ((1 - ax) * luts[y1, x0, g] + ax * luts[y1, x1, g]))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["standardize", "window", "equalize", "clahe"])
 def test_each_normalisation_equals_its_numpy_reference(mode):
     from cxrtool.models.normalize import Normalize
 
     x = _images()
     x[2] = 77.0  # a constant image stays finite
-    kwargs = {"low": 2.0, "high": 97.0} if mode == "window" else {}
+    if mode == "clahe":  # a size that is not a multiple of the tiles, a clip limit above 1 count
+        x = np.concatenate([x, x], axis=1)[:, :21, :19]
+    kwargs = {"window": {"low": 2.0, "high": 97.0}, "clahe": {"tiles": 4, "clip": 3.0}}.get(mode, {})
     got = np.asarray(Normalize(mode, **kwargs)(x))
     ref = {"standardize": _ref_standardize, "equalize": _ref_equalize,
-           "window": lambda img: _ref_window(img, 2.0, 97.0)}[mode]
+           "window": lambda img: _ref_window(img, 2.0, 97.0), "clahe": lambda img: _ref_clahe(img, 4, 3.0)}[mode]
     expected = np.stack([ref(img) for img in x])
     assert np.isfinite(got).all() and got.min() >= 0 and got.max() <= 255
     np.testing.assert_allclose(got / 255.0, expected / 255.0, atol=1e-4)
@@ -66,7 +99,7 @@ def test_bad_normalisation_choices_are_usage_errors():
     from cxrtool.errors import UsageError
     from cxrtool.train import TrainOptions
 
-    for opts, message in [(dict(normalize="clahe"), "--normalize"), (dict(normalize="window", window_low=50, window_high=10), "--window"),
+    for opts, message in [(dict(normalize="he"), "--normalize"), (dict(normalize="window", window_low=50, window_high=10), "--window"),
                           (dict(acquisition="extreme"), "--acquisition"), (dict(acquisition="light", augment=False), "--no-augment")]:
         with pytest.raises(UsageError, match=message):
             TrainOptions(**opts).validate()
@@ -164,7 +197,7 @@ def test_normalised_model_saves_reloads_and_gradcam_still_splits_it(tmp_path):
 
     plain = build_model("cnn", image_size=16, weights="none", augment={}, seed=0)
     model = build_model("cnn", image_size=16, weights="none", augment={}, seed=0,
-                        normalize={"mode": "window", "low": 5.0, "high": 95.0})
+                        normalize={"mode": "clahe", "tiles": 4, "clip": 2.0})
     names = [layer.name for layer in model.layers]
     assert names[:4] == ["image", "augment", "normalize", "preprocess"]
     assert "normalize" not in [layer.name for layer in plain.layers]  # --normalize none: the graph is unchanged
@@ -172,12 +205,17 @@ def test_normalised_model_saves_reloads_and_gradcam_still_splits_it(tmp_path):
     assert default_layer(model) == default_layer(plain) == "feature_map"
     path = save_model(model, tmp_path / "m.keras", ModelInfo(architecture="cnn", image_size=16))
     loaded = load_model(path).model  # safe mode
-    assert loaded.get_layer("normalize").get_config()["mode"] == "window"
+    assert loaded.get_layer("normalize").get_config()["mode"] == "clahe"
     x = _images(4, 16, seed=5)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
 
 
-def test_train_with_equalize_and_acquisition_then_predict_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("args,normalize,level", [
+    (["--normalize", "equalize", "--acquisition", "strong"], {"mode": "equalize", "low": 1.0, "high": 99.0}, "strong"),
+    (["--normalize", "clahe", "--clahe-tiles", "4", "--clahe-clip", "3", "--acquisition", "light"],
+     {"mode": "clahe", "tiles": 4, "clip": 3.0}, "light"),
+])
+def test_train_with_normalisation_and_acquisition_then_predict_end_to_end(tmp_path, capsys, args, normalize, level):
     """The CLI options reach the saved model, and `cxrtool predict` on it applies the same
     normalisation as the model itself (so evaluate and gradcam, which load it, do too)."""
     from cxrtool.artifact import load_model, read_info
@@ -187,18 +225,18 @@ def test_train_with_equalize_and_acquisition_then_predict_end_to_end(tmp_path, c
     data = make_dataset(tmp_path / "data", {"train": 3, "val": 1, "test": 1}, size=24)
     models = tmp_path / "models"
     assert main(["train", str(data), "--model", "cnn", "--image-size", "16", "--epochs", "1", "--batch-size", "6",
-                 "--seed", "0", "--models-dir", str(models), "--normalize", "equalize", "--acquisition", "strong",
-                 "-q"]) == 0
+                 "--seed", "0", "--models-dir", str(models), *args, "-q"]) == 0
     path = models / "cnn.keras"
     assert capsys.readouterr().out.strip() == str(path)
     info = read_info(path)
-    assert info.preprocessing["normalize"] == {"mode": "equalize", "low": 1.0, "high": 99.0}
-    assert info.preprocessing["acquisition"] == "strong"
-    assert info.training["options"]["normalize"] == "equalize" and info.training["options"]["acquisition"] == "strong"
+    assert info.preprocessing["normalize"] == normalize
+    assert info.preprocessing["acquisition"] == level
+    assert info.training["options"]["normalize"] == normalize["mode"] and info.training["options"]["acquisition"] == level
     loaded = load_model(path)
     augment = loaded.model.get_layer("augment").get_config()
-    assert augment["gamma"] == 0.5 and augment["border"] == 0.08
-    assert loaded.model.get_layer("normalize").get_config()["mode"] == "equalize"
+    assert {k: augment[k] for k in ACQUISITION_LEVELS[level]} == ACQUISITION_LEVELS[level]
+    layer = loaded.model.get_layer("normalize").get_config()
+    assert {k: layer[k] for k in normalize} == normalize
 
     rng = np.random.default_rng(2)
     images = [rng.integers(0, 256, (20 + 3 * i, 24), dtype=np.uint8) for i in range(3)]

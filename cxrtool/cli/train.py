@@ -67,9 +67,11 @@ def train(
              "blocks, random resized crop, black border bands), e.g. --acquisition light.")] = "none",
     normalize: Annotated[str, typer.Option(
         help="Per-image intensity normalisation inside the model (predict/evaluate/gradcam apply it too): "
-             "none, standardize, window or equalize, e.g. --normalize equalize.")] = "none",
+             "none, standardize, window, equalize or clahe, e.g. --normalize equalize.")] = "none",
     window_low: Annotated[float, typer.Option(help="--normalize window: lower percentile, e.g. --window-low 2.")] = 1.0,
     window_high: Annotated[float, typer.Option(help="--normalize window: upper percentile, e.g. --window-high 98.")] = 99.0,
+    clahe_tiles: Annotated[int, typer.Option(help="--normalize clahe: tiles per side, e.g. --clahe-tiles 4.")] = 8,
+    clahe_clip: Annotated[float, typer.Option(help="--normalize clahe: clip limit, e.g. --clahe-clip 3.")] = 2.0,
     precision: Annotated[str, typer.Option(help="float32 or mixed (bfloat16 compute, float32 weights).")] = "float32",
     devices: Annotated[str, typer.Option(help="all or N: data-parallel over the local accelerators.")] = "all",
     coordinator: Annotated[Optional[str], typer.Option(help="Multi-host: coordinator HOST:PORT \\[env KERAS_DISTRIBUTION_JOB_ADDRESSES].")] = None,
@@ -98,7 +100,8 @@ def train(
         patience=patience, reduce_lr_patience=reduce_lr_patience, reduce_lr_factor=reduce_lr_factor,
         class_weight=class_weight, augment=augment, rotation=rotation, shift=shift, zoom=zoom,
         brightness=brightness, contrast=contrast, flip=flip, acquisition=acquisition, normalize=normalize,
-        window_low=window_low, window_high=window_high, precision=precision,
+        window_low=window_low, window_high=window_high, clahe_tiles=clahe_tiles, clahe_clip=clahe_clip,
+        precision=precision,
         devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id,
         resume=resume, fresh=fresh, keep_checkpoints=keep_checkpoints, checkpoint_every=checkpoint_every,
         cache=cache, steps_per_epoch=steps_per_epoch, patch_size=patch_size, vit_layers=vit_layers,

@@ -15,7 +15,13 @@ backbone's own scaling in :class:`~cxrtool.models.layers.Preprocess` expects. Mo
   as ``numpy.percentile``) and stretch that window to 0..255.
 - ``equalize``: global histogram equalisation by rank: a pixel becomes
   ``255 * (c(v) - c(min)) / (N - c(min))`` where ``c(v)`` counts the image's pixels <= v
-  (ties share a value; exact for float inputs, no binning). Not CLAHE: no tiles, no clip limit.
+  (ties share a value; exact for float inputs, no binning).
+- ``clahe``: contrast-limited adaptive histogram equalisation as OpenCV does it: the image
+  (padded by reflection to a multiple of ``tiles``) is cut into ``tiles`` x ``tiles`` tiles; each
+  tile's 256-bin histogram (pixels floored to integer grey levels) is clipped at
+  ``max(int(clip * tile_pixels / 256), 1)`` and the excess spread evenly over all bins (one
+  pass, in floats); each tile's cumulative histogram times ``255 / tile_pixels`` is its grey
+  mapping, and a pixel blends the mappings of the four nearest tile centres bilinearly.
 
 Importing this module imports Keras (through :mod:`cxrtool.backend`).
 """
@@ -67,11 +73,63 @@ def equalize(x):
     return ops.reshape(ops.vectorized_map(_ranks, flat), shape)
 
 
+def _tile_axis(length: int, tiles: int):
+    """Per pixel along one axis: the two nearest tile centres and the weight of the second."""
+    step = (length + (-length % tiles)) / tiles
+    pos = ops.arange(length, dtype="float32") / step - 0.5
+    first = ops.floor(pos)
+    weight = pos - first
+    low = ops.cast(ops.clip(first, 0, tiles - 1), "int32")
+    high = ops.cast(ops.clip(first + 1, 0, tiles - 1), "int32")
+    return low, high, weight
+
+
+def clahe(x, tiles: int = 8, clip: float = 2.0):
+    """Contrast-limited adaptive histogram equalisation per image, to 0..255 (see the module docstring)."""
+    height, width = x.shape[1], x.shape[2]
+    ph, pw = -height % tiles, -width % tiles
+    levels = ops.cast(ops.clip(ops.floor(x), 0, 255), "int32")
+    padded = ops.pad(levels, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else levels
+    th, tw = (height + ph) // tiles, (width + pw) // tiles
+    area = th * tw
+    # which tile each padded pixel is in, times 256, plus its grey level: one histogram bin id
+    rows = ops.reshape(ops.arange(height + ph) // th, (-1, 1))
+    cols = ops.reshape(ops.arange(width + pw) // tw, (1, -1))
+    tile_of = ops.reshape((rows * tiles + cols) * 256, (-1,))
+    bins = ops.reshape(padded, (ops.shape(x)[0], -1)) + tile_of
+    count = tiles * tiles * 256
+
+    def histogram(ids):
+        return ops.segment_sum(ops.ones_like(ids, dtype="float32"), ids, num_segments=count)
+
+    hist = ops.reshape(ops.vectorized_map(histogram, bins), (-1, tiles * tiles, 256))
+    limit = float(max(int(clip * area / 256), 1))
+    excess = ops.sum(ops.maximum(hist - limit, 0.0), axis=-1, keepdims=True)
+    hist = ops.minimum(hist, limit) + excess / 256.0
+    lut = ops.reshape(ops.cumsum(hist, axis=-1) * (255.0 / area), (-1, count))
+
+    y0, y1, wy = _tile_axis(height, tiles)
+    x0, x1, wx = _tile_axis(width, tiles)
+    grey = ops.reshape(levels, (-1, height * width))
+
+    def mapped(ty, tx):
+        tile = ops.reshape(ty, (-1, 1)) * tiles + ops.reshape(tx, (1, -1))
+        index = ops.reshape(tile * 256, (1, -1)) + grey
+        return ops.take_along_axis(lut, index, axis=1)
+
+    wy = ops.reshape(ops.repeat(wy, width), (1, -1))
+    wx = ops.reshape(ops.tile(wx, [height]), (1, -1))
+    top = (1 - wx) * mapped(y0, x0) + wx * mapped(y0, x1)
+    bottom = (1 - wx) * mapped(y1, x0) + wx * mapped(y1, x1)
+    return ops.reshape((1 - wy) * top + wy * bottom, ops.shape(x))
+
+
 @keras.saving.register_keras_serializable(package="cxrtool")
 class Normalize(keras.layers.Layer):
     """Per-image intensity normalisation, 0..255 in and out, the same in training and inference."""
 
-    def __init__(self, mode: str = "none", low: float = 1.0, high: float = 99.0, **kwargs):
+    def __init__(self, mode: str = "none", low: float = 1.0, high: float = 99.0, tiles: int = 8, clip: float = 2.0,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
@@ -79,6 +137,8 @@ class Normalize(keras.layers.Layer):
         self.mode = mode
         self.low = float(low)
         self.high = float(high)
+        self.tiles = int(tiles)  # clahe: tiles per side
+        self.clip = float(clip)  # clahe: clip limit, in multiples of the mean bin count
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -88,6 +148,8 @@ class Normalize(keras.layers.Layer):
             return window(x, self.low, self.high)
         if self.mode == "equalize":
             return equalize(x)
+        if self.mode == "clahe":
+            return clahe(x, self.tiles, self.clip)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -95,8 +157,8 @@ class Normalize(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(mode=self.mode, low=self.low, high=self.high)
+        config.update(mode=self.mode, low=self.low, high=self.high, tiles=self.tiles, clip=self.clip)
         return config
 
 
-__all__ = ["NORMALIZE_MODES", "Normalize", "equalize", "standardize", "window"]
+__all__ = ["NORMALIZE_MODES", "Normalize", "clahe", "equalize", "standardize", "window"]

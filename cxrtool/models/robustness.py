@@ -7,7 +7,7 @@ picks a level of bounded acquisition augmentation, applied by the training-only
 
 from __future__ import annotations
 
-NORMALIZE_MODES = ("none", "standardize", "window", "equalize")
+NORMALIZE_MODES = ("none", "standardize", "window", "equalize", "clahe")
 
 #: Bounds of the acquisition transforms per ``--acquisition`` level (0 turns a transform off).
 #: gamma: |log gamma| <= value; blur: Gaussian sigma in px (blended in with weight U(0, 1));

@@ -51,9 +51,11 @@ class TrainOptions:
     #: bounds in cxrtool.models.robustness.ACQUISITION_LEVELS); needs --augment
     acquisition: str = "none"
     # per-image intensity normalisation inside the model (train and inference alike)
-    normalize: str = "none"  # none | standardize | window | equalize
+    normalize: str = "none"  # none | standardize | window | equalize | clahe
     window_low: float = 1.0  # percentiles of --normalize window
     window_high: float = 99.0
+    clahe_tiles: int = 8  # --normalize clahe: tiles per side (OpenCV's default)
+    clahe_clip: float = 2.0  # --normalize clahe: clip limit (OpenCV's default)
     # hardware
     precision: str = "float32"  # float32 | mixed (bfloat16)
     devices: str | int = "all"  # all | N local devices (data parallel when > 1)
@@ -104,6 +106,8 @@ class TrainOptions:
             check_normalize(self.normalize, self.window_low, self.window_high)
         except ValueError as exc:
             raise UsageError(f"--window-low/--window-high: {exc}") from None
+        if self.clahe_tiles < 1 or not self.clahe_clip > 0:
+            raise UsageError("--clahe-tiles must be at least 1 and --clahe-clip positive")
 
     def arch_options(self, architecture: str) -> dict:
         """The architecture options for ARCHITECTURE (its defaults plus what was given).
@@ -126,6 +130,8 @@ class TrainOptions:
         """Keyword arguments of the ``Normalize`` layer, or None for ``--normalize none``."""
         if self.normalize == "none":
             return None
+        if self.normalize == "clahe":
+            return dict(mode="clahe", tiles=self.clahe_tiles, clip=self.clahe_clip)
         return dict(mode=self.normalize, low=self.window_low, high=self.window_high)
 
     def record(self, *, seed: int, size: int, batch: int, weights: str) -> dict:
