@@ -180,6 +180,45 @@ def test_acquisition_augmentation_is_identity_at_inference_and_bounded_in_traini
     assert Augment.from_config(cfg).get_config() == cfg
 
 
+def _strip_new_keys(config):
+    """config.json as an older cxrtool wrote it: Augment without the acquisition keys."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "Augment":
+            for key in ("gamma", "blur", "noise", "jpeg", "crop", "border"):
+                config["config"].pop(key)
+        for value in config.values():
+            _strip_new_keys(value)
+    elif isinstance(config, list):
+        for value in config:
+            _strip_new_keys(value)
+
+
+def test_a_model_saved_before_these_options_loads_and_predicts_the_same(tmp_path):
+    import json
+    import zipfile
+
+    from cxrtool.artifact import ModelInfo, load_model, save_model
+    from cxrtool.models import build_model
+
+    model = build_model("cnn", image_size=16, weights="none", augment={}, seed=0)
+    new = save_model(model, tmp_path / "new.keras", ModelInfo(architecture="cnn", image_size=16))
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                _strip_new_keys(config)
+                assert "jpeg" not in json.dumps(config)
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    loaded = load_model(old).model
+    assert loaded.get_layer("augment").get_config()["border"] == 0.0
+    assert "normalize" not in [layer.name for layer in loaded.layers]
+    x = _images(2, 16)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
 def test_old_augment_configs_load_with_acquisition_off():
     """A model saved before --acquisition existed has an Augment config without its keys."""
     from cxrtool.models.layers import Augment
