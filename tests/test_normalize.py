@@ -247,6 +247,16 @@ def test_normalised_model_saves_reloads_and_gradcam_still_splits_it(tmp_path):
     assert loaded.get_layer("normalize").get_config()["mode"] == "clahe"
     x = _images(4, 16, seed=5)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    # Grad-CAM splits it at the recorded layer; its probabilities are the model's own
+    from cxrtool.gradcam import explain
+
+    reloaded = load_model(path)
+    reloaded.info.gradcam_layer = "feature_map"  # what training records
+    maps = explain(reloaded, [img[..., 0].astype(np.uint8) for img in x])
+    assert [m.layer for m in maps] == ["feature_map"] * 4
+    probs = np.array([[m.probabilities[c] for c in reloaded.info.classes] for m in maps])
+    np.testing.assert_allclose(probs, np.asarray(model(x)), atol=1e-4)
+    assert all(np.isfinite(m.heatmap).all() and m.heatmap.shape == (16, 16) for m in maps)
 
 
 @pytest.mark.parametrize("args,normalize,level", [
