@@ -154,7 +154,7 @@ def test_acquisition_augmentation_is_identity_at_inference_and_bounded_in_traini
     ramp = np.linspace(20, 230, 32, dtype="float32")
     x = np.stack([np.add.outer(ramp, ramp)[..., None] / 2 + rng.uniform(-5, 5, (32, 32, 1)) for _ in range(8)])
     x = np.clip(x, 0, 255).astype("float32")
-    layer = Augment(**ONLY, **{name: bound}, seed=3)
+    layer = Augment(**ONLY, **{name: bound}, acquisition_p=1.0, seed=3)
     assert np.array_equal(np.asarray(layer(x, training=False)), x)
     y = np.asarray(layer(x, training=True))
     assert y.shape == x.shape and not np.allclose(y, x)
@@ -180,11 +180,20 @@ def test_acquisition_augmentation_is_identity_at_inference_and_bounded_in_traini
     assert Augment.from_config(cfg).get_config() == cfg
 
 
+def test_each_acquisition_transform_hits_a_share_of_the_images():
+    from cxrtool.models.layers import Augment
+
+    x = np.full((32, 16, 16, 1), 128.0, dtype="float32")
+    y = np.asarray(Augment(**ONLY, border=0.2, seed=0)(x, training=True))  # acquisition_p 0.5 by default
+    hit = (y != x).any(axis=(1, 2, 3))
+    assert 4 <= hit.sum() <= 28  # binomial(32, 0.5): this range holds with probability > 0.9999
+
+
 def _strip_new_keys(config):
     """config.json as an older cxrtool wrote it: Augment without the acquisition keys."""
     if isinstance(config, dict):
         if config.get("class_name") == "Augment":
-            for key in ("gamma", "blur", "noise", "jpeg", "crop", "border"):
+            for key in ("gamma", "blur", "noise", "jpeg", "crop", "border", "acquisition_p"):
                 config["config"].pop(key)
         for value in config.values():
             _strip_new_keys(value)

@@ -79,9 +79,10 @@ class Augment(keras.layers.Layer):
     into a single transform) plus brightness and contrast jitter, in the 0..255 pixel range.
     No horizontal flip unless asked (laterality matters: the heart is on the left).
 
-    The acquisition transforms (``gamma``, ``blur``, ``noise``, ``jpeg``, ``border``; see
-    :mod:`cxrtool.models.acquisition`) default to 0 (off), so models saved before they
-    existed load unchanged.
+    The acquisition transforms (``gamma``, ``crop``, ``blur``, ``noise``, ``jpeg``, ``border``;
+    see :mod:`cxrtool.models.acquisition`) default to 0 (off), so models saved before they
+    existed load unchanged. Each one hits an image with probability ``acquisition_p`` (all six
+    on every image at once proved too much: measured in docs/training.md).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Augment(keras.layers.Layer):
         jpeg: float = 0.0,  # max blend weight of the JPEG-like artefacts
         crop: float = 0.0,  # random resized crop: side fraction in [1 - crop, 1]
         border: float = 0.0,  # max black band per edge, fraction of the side
+        acquisition_p: float = 0.5,  # probability that each acquisition transform hits an image
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -116,10 +118,20 @@ class Augment(keras.layers.Layer):
         self.jpeg = float(jpeg)
         self.crop = float(crop)
         self.border = float(border)
+        self.acquisition_p = float(acquisition_p)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _uniform(self, batch, bound):
         return keras.random.uniform((batch,), -bound, bound, seed=self.seed_generator)
+
+    def _magnitude(self, batch, bound, symmetric=False, hit=None):
+        """An acquisition transform's per-image magnitude: U(0, bound) (or U(-bound, bound)),
+        zero for the images it skips (probability 1 - acquisition_p, unless ``hit`` is given)."""
+        low = -bound if symmetric else 0.0
+        value = keras.random.uniform((batch,), low, bound, seed=self.seed_generator)
+        if hit is None:
+            hit = keras.random.uniform((batch,), seed=self.seed_generator) < self.acquisition_p
+        return ops.where(hit, value, 0.0)
 
     def call(self, inputs, training=None):
         x = ops.cast(inputs, "float32")
@@ -133,7 +145,7 @@ class Augment(keras.layers.Layer):
             tx = self._uniform(batch, self.shift * width)
             ty = self._uniform(batch, self.shift * height)
             if self.crop:  # keep a window of side fraction f, anywhere inside the image, resized up
-                f = 1.0 - keras.random.uniform((batch,), 0.0, self.crop, seed=self.seed_generator)
+                f = 1.0 - self._magnitude(batch, self.crop)
                 scale = scale / f
                 tx = tx + self._uniform(batch, 1.0) * (1.0 - f) / 2.0 * width
                 ty = ty + self._uniform(batch, 1.0) * (1.0 - f) / 2.0 * height
@@ -152,7 +164,7 @@ class Augment(keras.layers.Layer):
             transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
             x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="nearest")
         if self.gamma:
-            x = acquisition.apply_gamma(x, self._uniform(batch, self.gamma))
+            x = acquisition.apply_gamma(x, self._magnitude(batch, self.gamma, symmetric=True))
         if self.brightness:
             x = x + ops.reshape(self._uniform(batch, self.brightness * 255.0), (-1, 1, 1, 1))
         if self.contrast:
@@ -168,7 +180,7 @@ class Augment(keras.layers.Layer):
     def _acquisition(self, x, batch):
         """Blur, JPEG-like artefacts, noise and border bands, each with a random magnitude per image."""
         def draw(bound):
-            return keras.random.uniform((batch,), 0.0, bound, seed=self.seed_generator)
+            return self._magnitude(batch, bound)
 
         if self.blur:
             x = acquisition.apply_blur(x, draw(1.0), self.blur)
@@ -179,7 +191,8 @@ class Augment(keras.layers.Layer):
             x = acquisition.apply_noise(x, draw(self.noise * 255.0), normal)
         x = ops.clip(x, 0.0, 255.0)
         if self.border:
-            x = acquisition.apply_border(x, draw(self.border), draw(self.border), draw(self.border), draw(self.border))
+            hit = keras.random.uniform((batch,), seed=self.seed_generator) < self.acquisition_p  # all 4 edges
+            x = acquisition.apply_border(x, *(self._magnitude(batch, self.border, hit=hit) for _ in range(4)))
         return x
 
     def compute_output_shape(self, input_shape):
@@ -201,6 +214,7 @@ class Augment(keras.layers.Layer):
             jpeg=self.jpeg,
             crop=self.crop,
             border=self.border,
+            acquisition_p=self.acquisition_p,
         )
         return config
 
