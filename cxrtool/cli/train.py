@@ -25,6 +25,7 @@ EPILOG = (
     "  cxrtool train data/ --model resnet50 --precision mixed --devices all\n\n"
     "  cxrtool train data/ --model cnn --sampling source-balanced    # every source equally often within a class\n\n"
     "  cxrtool train data/ --model cnn --no-calibrate               # keep the raw softmax (no temperature)\n\n"
+    "  cxrtool train data/ --model cnn --normalize equalize --acquisition light   # robustness to new hospitals\n\n"
     "The model is saved as MODELS_DIR/NAME.keras (default ./models or $CXRTOOL_MODELS), with "
     "NAME.log.csv and NAME.curves.png next to it; its path is printed on stdout."
 )
@@ -65,6 +66,16 @@ def train(
     brightness: Annotated[float, typer.Option(help="Max brightness change, fraction of 255.")] = 0.1,
     contrast: Annotated[float, typer.Option(help="Max contrast change, fraction.")] = 0.1,
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips (off: laterality matters in CXRs).")] = False,
+    acquisition: Annotated[str, typer.Option(
+        help="Acquisition augmentation while training: none, light or strong (gamma, blur, noise, JPEG-like "
+             "blocks, random resized crop, black border bands), e.g. --acquisition light.")] = "none",
+    normalize: Annotated[str, typer.Option(
+        help="Per-image intensity normalisation inside the model (predict/evaluate/gradcam apply it too): "
+             "none, standardize, window, equalize or clahe, e.g. --normalize equalize.")] = "none",
+    window_low: Annotated[float, typer.Option(help="--normalize window: lower percentile, e.g. --window-low 2.")] = 1.0,
+    window_high: Annotated[float, typer.Option(help="--normalize window: upper percentile, e.g. --window-high 98.")] = 99.0,
+    clahe_tiles: Annotated[int, typer.Option(help="--normalize clahe: tiles per side, e.g. --clahe-tiles 4.")] = 8,
+    clahe_clip: Annotated[float, typer.Option(help="--normalize clahe: clip limit, e.g. --clahe-clip 3.")] = 2.0,
     precision: Annotated[str, typer.Option(help="float32 or mixed (bfloat16 compute, float32 weights).")] = "float32",
     devices: Annotated[str, typer.Option(help="all or N: data-parallel over the local accelerators.")] = "all",
     coordinator: Annotated[Optional[str], typer.Option(help="Multi-host: coordinator HOST:PORT \\[env KERAS_DISTRIBUTION_JOB_ADDRESSES].")] = None,
@@ -91,8 +102,10 @@ def train(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, weights=weights, seed=seed,
         dropout=dropout, bn_momentum=bn_momentum or None, freeze_epochs=freeze_epochs, fine_tune_lr=fine_tune_lr, monitor=monitor,
         patience=patience, reduce_lr_patience=reduce_lr_patience, reduce_lr_factor=reduce_lr_factor,
-        class_weight=class_weight, sampling=sampling, calibrate=calibrate, augment=augment, rotation=rotation, shift=shift, zoom=zoom,
-        brightness=brightness, contrast=contrast, flip=flip, precision=precision,
+        class_weight=class_weight, sampling=sampling, calibrate=calibrate, augment=augment, rotation=rotation,
+        shift=shift, zoom=zoom, brightness=brightness, contrast=contrast, flip=flip, acquisition=acquisition,
+        normalize=normalize, window_low=window_low, window_high=window_high, clahe_tiles=clahe_tiles,
+        clahe_clip=clahe_clip, precision=precision,
         devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id,
         resume=resume, fresh=fresh, keep_checkpoints=keep_checkpoints, checkpoint_every=checkpoint_every,
         cache=cache, steps_per_epoch=steps_per_epoch, patch_size=patch_size, vit_layers=vit_layers,
@@ -153,6 +166,7 @@ def _render(result) -> None:
     opts = result.info.training.get("options", {})
     t.add_row("image size / batch", f"{result.info.image_size} / {opts.get('batch_size')}")
     t.add_row("weights", str(opts.get("weights")))
+    t.add_row("normalize / acquisition", f"{opts.get('normalize', 'none')} / {opts.get('acquisition', 'none')}")
     t.add_row("train images", ", ".join(f"{k} {v}" for k, v in result.counts.get("train", {}).items()))
     t.add_row("stopped early", "yes" if result.stopped_early else "no")
     cal = result.info.training.get("calibration")

@@ -7,6 +7,9 @@ Modules, by job:
 * :mod:`~cxrtool.models.build`    :func:`build_model`: the flat graph around a backbone
 * :mod:`~cxrtool.models.weights`  ImageNet / file weights, warm starts, the offline error
 * :mod:`~cxrtool.models.layers`   the registered custom layers (imports Keras)
+* :mod:`~cxrtool.models.robustness` the ``--normalize`` modes and ``--acquisition`` levels (no Keras)
+* :mod:`~cxrtool.models.normalize` the per-image intensity normalisation layer (imports Keras)
+* :mod:`~cxrtool.models.acquisition` acquisition shifts as tensor functions, for ``Augment`` (imports Keras)
 * :mod:`~cxrtool.models.applications`, :mod:`~cxrtool.models.cnn`, :mod:`~cxrtool.models.vit`
   one backbone builder each (``build_backbone``; import Keras)
 
@@ -23,6 +26,7 @@ from .names import (
     IMAGE_LAYER,
     INFO_LAYER,
     LOGITS_LAYER,
+    NORMALIZE_LAYER,
     POOL_LAYER,
     PREPROCESS_LAYER,
     PROBS_LAYER,
@@ -48,6 +52,7 @@ __all__ = [
     "IMAGE_LAYER",
     "INFO_LAYER",
     "LOGITS_LAYER",
+    "NORMALIZE_LAYER",
     "POOL_LAYER",
     "PREPROCESS_LAYER",
     "PROBS_LAYER",

@@ -1,7 +1,7 @@
 """Build a classifier: the same flat graph around every architecture's backbone.
 
 ``image`` (input, raw grayscale ``(None, S, S, 1)`` float32 in 0..255) -> ``augment``
-(training only) -> ``preprocess`` (resize, gray to the backbone's channels, its scaling) ->
+(training only) -> ``normalize`` (per-image intensity normalisation, only when asked) -> ``preprocess`` (resize, gray to the backbone's channels, its scaling) ->
 backbone ... ``<gradcam_layer>`` -> ``avg_pool`` -> ``head_dropout`` -> ``logits``
 (pre-softmax scores) -> ``probs`` (softmax, float32) -> ``cxrtool_info`` (identity carrying
 the metadata). A calibrated model also has ``temperature`` between ``logits`` and ``probs``
@@ -25,6 +25,7 @@ from .names import (
     IMAGE_LAYER,
     INFO_LAYER,
     LOGITS_LAYER,
+    NORMALIZE_LAYER,
     POOL_LAYER,
     PREPROCESS_LAYER,
     PROBS_LAYER,
@@ -41,6 +42,7 @@ def build_model(
     classes: Sequence[str] = CLASSES,
     dropout: float = 0.3,
     augment: dict | None = None,
+    normalize: dict | None = None,
     seed: int | None = None,
     **options: Any,
 ) -> Any:
@@ -49,7 +51,9 @@ def build_model(
     ``weights``: "imagenet" (the keras.applications backbones), "none"/None (random init, or
     the architecture's default), or a path to a weights file (see
     :mod:`cxrtool.models.weights`). ``augment``: keyword arguments of
-    :class:`~cxrtool.models.layers.Augment`, or None for no augmentation layer.
+    :class:`~cxrtool.models.layers.Augment`, or None for no augmentation layer. ``normalize``:
+    keyword arguments of :class:`~cxrtool.models.normalize.Normalize` (``mode``, ``low``,
+    ``high``), or None (or mode "none") for no normalisation layer.
     ``options``: architecture options (ViT: patch_size, vit_layers, vit_dim, vit_heads, vit_mlp).
     Every bad choice is a :class:`~cxrtool.errors.CxrError` before anything is built.
     """
@@ -69,6 +73,8 @@ def build_model(
     x = inputs
     if augment is not None:
         x = L.Augment(**augment, seed=seed, name=AUGMENT_LAYER)(x)
+    if normalize and normalize.get("mode", "none") != "none":
+        x = L.Normalize(**normalize, name=NORMALIZE_LAYER)(x)
     x = L.Preprocess(size, channels=spec.channels, scaling=spec.scaling, name=PREPROCESS_LAYER)(x)
 
     builder = importlib.import_module(f"{__package__}.{spec.builder}")

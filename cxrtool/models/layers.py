@@ -11,6 +11,8 @@ import json
 import math
 
 from ..backend import import_keras
+from . import acquisition
+from .normalize import Normalize  # registered with the other cxrtool layers
 
 keras = import_keras()
 ops = keras.ops
@@ -73,9 +75,14 @@ class Preprocess(keras.layers.Layer):
 class Augment(keras.layers.Layer):
     """Chest-X-ray-safe augmentation, in the compiled graph, active only when training.
 
-    One affine resample per image (rotation, shift and zoom composed into a single
-    transform) plus brightness and contrast jitter, in the 0..255 pixel range. No horizontal
-    flip unless asked (laterality matters: the heart is on the left).
+    One affine resample per image (rotation, shift, zoom and a random resized crop composed
+    into a single transform) plus brightness and contrast jitter, in the 0..255 pixel range.
+    No horizontal flip unless asked (laterality matters: the heart is on the left).
+
+    The acquisition transforms (``gamma``, ``crop``, ``blur``, ``noise``, ``jpeg``, ``border``;
+    see :mod:`cxrtool.models.acquisition`) default to 0 (off), so models saved before they
+    existed load unchanged. Each one hits an image with probability ``acquisition_p`` (all six
+    on every image at once proved too much: measured in docs/training.md).
     """
 
     def __init__(
@@ -87,6 +94,13 @@ class Augment(keras.layers.Layer):
         contrast: float = 0.1,  # factor in [1 - contrast, 1 + contrast]
         flip: bool = False,
         seed: int | None = None,
+        gamma: float = 0.0,  # |log gamma| bound
+        blur: float = 0.0,  # Gaussian sigma, px
+        noise: float = 0.0,  # max noise std, fraction of 255
+        jpeg: float = 0.0,  # max blend weight of the JPEG-like artefacts
+        crop: float = 0.0,  # random resized crop: side fraction in [1 - crop, 1]
+        border: float = 0.0,  # max black band per edge, fraction of the side
+        acquisition_p: float = 0.5,  # probability that each acquisition transform hits an image
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -98,10 +112,26 @@ class Augment(keras.layers.Layer):
         self.contrast = float(contrast)
         self.flip = bool(flip)
         self.seed = seed
+        self.gamma = float(gamma)
+        self.blur = float(blur)
+        self.noise = float(noise)
+        self.jpeg = float(jpeg)
+        self.crop = float(crop)
+        self.border = float(border)
+        self.acquisition_p = float(acquisition_p)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _uniform(self, batch, bound):
         return keras.random.uniform((batch,), -bound, bound, seed=self.seed_generator)
+
+    def _magnitude(self, batch, bound, symmetric=False, hit=None):
+        """An acquisition transform's per-image magnitude: U(0, bound) (or U(-bound, bound)),
+        zero for the images it skips (probability 1 - acquisition_p, unless ``hit`` is given)."""
+        low = -bound if symmetric else 0.0
+        value = keras.random.uniform((batch,), low, bound, seed=self.seed_generator)
+        if hit is None:
+            hit = keras.random.uniform((batch,), seed=self.seed_generator) < self.acquisition_p
+        return ops.where(hit, value, 0.0)
 
     def call(self, inputs, training=None):
         x = ops.cast(inputs, "float32")
@@ -109,11 +139,16 @@ class Augment(keras.layers.Layer):
             return x
         batch = ops.shape(x)[0]
         height, width = x.shape[1], x.shape[2]
-        if self.rotation or self.shift or self.zoom or self.flip:
+        if self.rotation or self.shift or self.zoom or self.flip or self.crop:
             angle = self._uniform(batch, math.radians(self.rotation))
             scale = 1.0 + self._uniform(batch, self.zoom)
             tx = self._uniform(batch, self.shift * width)
             ty = self._uniform(batch, self.shift * height)
+            if self.crop:  # keep a window of side fraction f, anywhere inside the image, resized up
+                f = 1.0 - self._magnitude(batch, self.crop)
+                scale = scale / f
+                tx = tx + self._uniform(batch, 1.0) * (1.0 - f) / 2.0 * width
+                ty = ty + self._uniform(batch, 1.0) * (1.0 - f) / 2.0 * height
             cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
             sign = ops.ones((batch,))
             if self.flip:
@@ -128,6 +163,8 @@ class Augment(keras.layers.Layer):
             zeros = ops.zeros((batch,))
             transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
             x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="nearest")
+        if self.gamma:
+            x = acquisition.apply_gamma(x, self._magnitude(batch, self.gamma, symmetric=True))
         if self.brightness:
             x = x + ops.reshape(self._uniform(batch, self.brightness * 255.0), (-1, 1, 1, 1))
         if self.contrast:
@@ -136,6 +173,26 @@ class Augment(keras.layers.Layer):
             x = (x - mean) * factor + mean
         if self.brightness or self.contrast:
             x = ops.clip(x, 0.0, 255.0)
+        if self.blur or self.jpeg or self.noise or self.border:
+            x = self._acquisition(x, batch)
+        return x
+
+    def _acquisition(self, x, batch):
+        """Blur, JPEG-like artefacts, noise and border bands, each with a random magnitude per image."""
+        def draw(bound):
+            return self._magnitude(batch, bound)
+
+        if self.blur:
+            x = acquisition.apply_blur(x, draw(1.0), self.blur)
+        if self.jpeg:
+            x = acquisition.apply_jpeg_like(x, draw(self.jpeg))
+        if self.noise:
+            normal = keras.random.normal(ops.shape(x), seed=self.seed_generator)
+            x = acquisition.apply_noise(x, draw(self.noise * 255.0), normal)
+        x = ops.clip(x, 0.0, 255.0)
+        if self.border:
+            hit = keras.random.uniform((batch,), seed=self.seed_generator) < self.acquisition_p  # all 4 edges
+            x = acquisition.apply_border(x, *(self._magnitude(batch, self.border, hit=hit) for _ in range(4)))
         return x
 
     def compute_output_shape(self, input_shape):
@@ -151,6 +208,13 @@ class Augment(keras.layers.Layer):
             contrast=self.contrast,
             flip=self.flip,
             seed=self.seed,
+            gamma=self.gamma,
+            blur=self.blur,
+            noise=self.noise,
+            jpeg=self.jpeg,
+            crop=self.crop,
+            border=self.border,
+            acquisition_p=self.acquisition_p,
         )
         return config
 
@@ -248,6 +312,7 @@ class Temperature(keras.layers.Layer):
 
 CUSTOM_OBJECTS = {
     "Preprocess": Preprocess,
+    "Normalize": Normalize,
     "Augment": Augment,
     "PositionEmbedding": PositionEmbedding,
     "ModelInfoLayer": ModelInfoLayer,

@@ -6,6 +6,7 @@ layers by these names; they are defined here once.
 
 IMAGE_LAYER = "image"
 AUGMENT_LAYER = "augment"
+NORMALIZE_LAYER = "normalize"  # only in models trained with --normalize other than none
 PREPROCESS_LAYER = "preprocess"
 POOL_LAYER = "avg_pool"
 DROPOUT_LAYER = "head_dropout"
@@ -16,6 +17,8 @@ INFO_LAYER = "cxrtool_info"
 
 #: The layers around the backbone: never a Grad-CAM target, never part of the backbone.
 HEAD_LAYERS = frozenset(
-    {IMAGE_LAYER, AUGMENT_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER, TEMPERATURE_LAYER, PROBS_LAYER,
-     INFO_LAYER}
+    {
+        IMAGE_LAYER, AUGMENT_LAYER, NORMALIZE_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER,
+        TEMPERATURE_LAYER, PROBS_LAYER, INFO_LAYER,
+    }
 )

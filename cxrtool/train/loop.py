@@ -198,7 +198,7 @@ def _initial_model(plan: RunPlan, o: TrainOptions, classes: tuple[str, ...], see
         say(f"building {plan.spec.name} ({plan.size}x{plan.size}, weights {plan.weights})")
         model = build_model(
             plan.spec.name, image_size=plan.size, weights=plan.weights, classes=classes, dropout=o.dropout,
-            augment=o.augment_config(), seed=seed, **plan.arch_options,
+            augment=o.augment_config(), normalize=o.normalize_config(), seed=seed, **plan.arch_options,
         )
     if o.bn_momentum is not None:
         _set_bn_momentum(model, o.bn_momentum)
@@ -279,7 +279,7 @@ def _model_info(keras, plan: RunPlan, o: TrainOptions, state: dict, dataset, fin
         architecture=plan.spec.name,
         classes=list(classes),
         image_size=plan.size,
-        preprocessing=_preprocessing_record(plan.spec, plan.size),
+        preprocessing=_preprocessing_record(plan.spec, plan.size, o),
         gradcam_layer=plan.spec.gradcam_layer,
         training={
             "options": state["options"],
@@ -349,15 +349,21 @@ def _set_trainable(model, backbone: set[str], phase: str, *, keep_bn_frozen: boo
             layer.trainable = not (keep_bn_frozen and type(layer).__name__ == "BatchNormalization")
 
 
-def _preprocessing_record(spec: ArchSpec, size: int) -> dict:
+def _preprocessing_record(spec: ArchSpec, size: int, o: TrainOptions) -> dict:
+    normalize = o.normalize_config() or {"mode": "none"}
+    steps = ["augment (training only)"]
+    if normalize["mode"] != "none":
+        steps.append(f"normalize: {normalize['mode']} (per image, to 0..255)")
     return {
         "input": "grayscale, shape (None, S, S, 1), float32 in 0..255 (uint8 pixel values)",
         "input_size": size,
         "resize": RESIZE,
-        "inside_model": ["augment (training only)", "resize to input_size (bilinear, if needed)",
-                         f"repeat gray to {spec.channels} channel(s)", f"scale: {spec.scaling}"],
+        "inside_model": steps + ["resize to input_size (bilinear, if needed)",
+                                 f"repeat gray to {spec.channels} channel(s)", f"scale: {spec.scaling}"],
         "scaling": spec.scaling,
         "channels": spec.channels,
+        "normalize": normalize,
+        "acquisition": o.acquisition if o.augment else "none",
     }
 
 

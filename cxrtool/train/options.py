@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from ..models.registry import arch_options
+from ..models.robustness import ACQUISITION_LEVELS, NORMALIZE_MODES, check_normalize
 
 MONITORS = ("val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed")
@@ -52,6 +53,15 @@ class TrainOptions:
     brightness: float = 0.1
     contrast: float = 0.1
     flip: bool = False
+    #: acquisition augmentation level (gamma, blur, noise, JPEG-like, resized crop, border bands;
+    #: bounds in cxrtool.models.robustness.ACQUISITION_LEVELS); needs --augment
+    acquisition: str = "none"
+    # per-image intensity normalisation inside the model (train and inference alike)
+    normalize: str = "none"  # none | standardize | window | equalize | clahe
+    window_low: float = 1.0  # percentiles of --normalize window
+    window_high: float = 99.0
+    clahe_tiles: int = 8  # --normalize clahe: tiles per side (OpenCV's default)
+    clahe_clip: float = 2.0  # --normalize clahe: clip limit (OpenCV's default)
     # hardware
     precision: str = "float32"  # float32 | mixed (bfloat16)
     devices: str | int = "all"  # all | N local devices (data parallel when > 1)
@@ -94,6 +104,18 @@ class TrainOptions:
             raise UsageError("--resume and --fresh contradict each other")
         if not 0 <= self.dropout < 1:
             raise UsageError("--dropout must be in [0, 1)")
+        if self.acquisition not in ACQUISITION_LEVELS:
+            raise UsageError(f"--acquisition must be one of {', '.join(ACQUISITION_LEVELS)}")
+        if self.acquisition != "none" and not self.augment:
+            raise UsageError("--acquisition needs augmentation: drop --no-augment")
+        if self.normalize not in NORMALIZE_MODES:
+            raise UsageError(f"--normalize must be one of {', '.join(NORMALIZE_MODES)}")
+        try:
+            check_normalize(self.normalize, self.window_low, self.window_high)
+        except ValueError as exc:
+            raise UsageError(f"--window-low/--window-high: {exc}") from None
+        if self.clahe_tiles < 1 or not self.clahe_clip > 0:
+            raise UsageError("--clahe-tiles must be at least 1 and --clahe-clip positive")
 
     def arch_options(self, architecture: str) -> dict:
         """The architecture options for ARCHITECTURE (its defaults plus what was given).
@@ -109,7 +131,16 @@ class TrainOptions:
         return dict(
             rotation=self.rotation, shift=self.shift, zoom=self.zoom,
             brightness=self.brightness, contrast=self.contrast, flip=self.flip,
+            **ACQUISITION_LEVELS[self.acquisition],
         )
+
+    def normalize_config(self) -> dict | None:
+        """Keyword arguments of the ``Normalize`` layer, or None for ``--normalize none``."""
+        if self.normalize == "none":
+            return None
+        if self.normalize == "clahe":
+            return dict(mode="clahe", tiles=self.clahe_tiles, clip=self.clahe_clip)
+        return dict(mode=self.normalize, low=self.window_low, high=self.window_high)
 
     def record(self, *, seed: int, size: int, batch: int, weights: str) -> dict:
         """The options as stored in the model's metadata, with the values actually used."""
