@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
@@ -24,7 +25,7 @@ from .predict import Prediction
 FORMATS = ("csv", "jsonl", "table")
 
 
-class PredictionWriter:
+class PredictionWriter(ABC):
     """Writes rows in one format: :meth:`header` once, then :meth:`rows` per batch."""
 
     def __init__(self, stream: TextIO, classes: Sequence[str]):
@@ -34,8 +35,9 @@ class PredictionWriter:
     def header(self) -> None:
         """The first line(s) of the output; nothing for formats without a header."""
 
+    @abstractmethod
     def rows(self, rows: Iterable[Prediction]) -> None:
-        raise NotImplementedError
+        """Write one batch of rows."""
 
     def flush(self) -> None:
         self.stream.flush()
