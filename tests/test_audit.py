@@ -13,7 +13,8 @@ import pytest
 
 from cxrtool.build import BuildOptions, build_dataset
 from cxrtool.build.analyse import THUMB
-from cxrtool.build.audit import border_mask, grouped_folds, label_vs_source, shortcut_audit, stratified_sample
+from cxrtool.build.audit import border_mask, grouped_folds, label_vs_source, shortcut_audit
+from cxrtool.sampling import stratified_sample
 from cxrtool.build.types import Analysis
 from cxrtool.cli import main
 from cxrtool.synthetic import write_source_tree
@@ -63,6 +64,9 @@ def test_stratified_sample_keeps_proportions_and_is_seeded():
     assert np.array_equal(idx, stratified_sample(strata, 100, seed=3))
     assert not np.array_equal(idx, stratified_sample(strata, 100, seed=4))
     assert np.array_equal(stratified_sample(strata, 5000, seed=0), np.arange(1000))
+    # a stratum too small for its proportional share still gets its one row
+    tiny = ["a"] * 995 + ["b"] * 5
+    assert sum(tiny[i] == "b" for i in stratified_sample(tiny, 50, seed=0)) == 1
 
 
 def test_label_vs_source_recomputed_by_hand():

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..sampling import stratified_sample
 from .analyse import THUMB
 from .report import DOMINANT_SOURCE
 from .types import Analysis
@@ -78,23 +79,6 @@ def file_features(analyses: Sequence[Analysis]) -> np.ndarray:
     size = np.array([a.file_size for a in analyses], float)
     numeric = [w, h, w / np.maximum(h, 1), np.array([a.bits for a in analyses], float), np.log1p(size), size / np.maximum(w * h, 1)]
     return np.hstack(cols + [np.column_stack(numeric)])
-
-
-def stratified_sample(strata: Sequence[str], cap: int, seed: int) -> np.ndarray:
-    """Indices of at most ``cap`` rows, each stratum kept in proportion (at least one row), seeded."""
-    n = len(strata)
-    if n <= cap:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    by: dict[str, list[int]] = {}
-    for i, s in enumerate(strata):
-        by.setdefault(s, []).append(i)
-    chosen = []
-    for s in sorted(by):
-        rows = np.array(by[s])
-        take = max(1, round(len(rows) * cap / n))
-        chosen.append(rng.permutation(rows)[:take])
-    return np.sort(np.concatenate(chosen))
 
 
 def verdict(skill: float) -> str:

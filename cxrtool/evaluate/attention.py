@@ -10,7 +10,6 @@ writers and the CLI render it.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..progress import ProgressFn, report
+from ..sampling import stratified_sample
 from .evalset import Item
 
 ANALYSIS_SIDE = 512  # longer side of the images the maps and the text detector work on
@@ -30,25 +30,6 @@ def check_attention_options(max_images: int, band: float) -> None:
         raise UsageError("--attention-max must be at least 1")
     if not 0.0 < band < 0.5:
         raise UsageError(f"--attention-band must be between 0 and 0.5 (a fraction of each side), got {band}")
-
-
-def stratified_sample(items: Sequence[Item], max_images: int, seed: int = 0) -> list[int]:
-    """Indices of at most ``max_images`` items, every (class, source) stratum in proportion:
-    each stratum is shuffled (seeded) and the items are taken in order of their relative
-    position in their stratum, so the first ``k`` picks are as proportional as ``k`` allows.
-    Returned sorted (the set's order)."""
-    if len(items) <= max_images:
-        return list(range(len(items)))
-    rng = np.random.default_rng(seed)
-    strata: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, it in enumerate(items):
-        strata[(it.label, it.source)].append(i)
-    keyed = []
-    for key in sorted(strata):
-        members = rng.permutation(strata[key])
-        keyed += [((rank + 0.5) / len(members), key, int(i)) for rank, i in enumerate(members)]
-    keyed.sort()
-    return sorted(i for _, _, i in keyed[:max_images])
 
 
 def analysis_image(path: Path, side: int = ANALYSIS_SIDE) -> np.ndarray:
@@ -88,7 +69,7 @@ def attention_section(
     from ..gradcam.attention import aggregate, measure, text_mask
     from ..gradcam.explain import explain
 
-    picked = stratified_sample(items, max_images, seed)
+    picked = stratified_sample([(it.label, it.source) for it in items], max_images, seed)
     report(progress, "attention", 0, len(picked) * len(refs),
            message=f"attention: Grad-CAM of {len(picked)} images with {len(refs)} model(s)")
     images, chosen = [], []
