@@ -10,7 +10,7 @@ writers and the CLI render it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,13 @@ def attention_section(
     band: float = 0.1,
     batch_size: int = 32,
     seed: int = 0,
+    loaded: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[dict, list[dict]]:
     """The ``attention`` section of ``metrics.json`` and its per-image rows.
 
-    ``items``: the evaluated images; ``refs``: ``[(label, path, info)]`` of the models.
+    ``items``: the evaluated images; ``refs``: ``[(label, path, info)]`` of the models;
+    ``loaded``: models already loaded, by label (the others are loaded here).
     Returns ``(section, rows)``; a row is one (model, image): file, label, source, the
     predicted class and the four numbers (``attention.csv``)."""
     from ..artifact import load_model
@@ -87,12 +89,12 @@ def attention_section(
     rows: list[dict] = []
     done = 0
     for label, path, _info in refs:
-        loaded = load_model(path)
+        model = (loaded or {}).get(label) or load_model(path)
         cache: dict = {}
         records = []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
-            for k, exp in enumerate(explain(loaded, batch, batch_size=batch_size, cache=cache)):
+            for k, exp in enumerate(explain(model, batch, batch_size=batch_size, cache=cache)):
                 j = start + k
                 rec = measure(exp.heatmap, images[j], band=band, text=texts[j])
                 records.append(rec)

@@ -117,8 +117,15 @@ def evaluate(
     warnings = list(es.notes)
     if failures:
         warnings.append(f"{len(failures)} of {len(es.items)} images could not be read and were excluded (listed under unreadable)")
+    from ..artifact import load_model
+
+    keep_loaded = bool(conditions or attention)  # the shift pass and attention reuse the models
+    loaded = {}
     for label, path, info in refs:
-        probs = _predict(label, path, info, arrays[info.image_size], batch_size, progress)
+        model = load_model(path)
+        if keep_loaded:
+            loaded[label] = model
+        probs = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
         predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
         metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
@@ -134,7 +141,7 @@ def evaluate(
 
         clean_seconds = time.perf_counter() - started
         shift_section = shift_pass(kept, y, classes, refs, conditions, {k: v["metrics"] for k, v in docs.items()},
-                                   batch_size=batch_size, seed=seed, n_bins=n_bins, progress=progress)
+                                   batch_size=batch_size, seed=seed, n_bins=n_bins, loaded=loaded, progress=progress)
         shift_section["seconds"]["clean_evaluation"] = clean_seconds
 
     counts = Counter(it.label for it in kept)
@@ -166,7 +173,7 @@ def evaluate(
     if attention:
         doc["attention"], attention_rows = attention_section(
             kept, refs, classes, max_images=attention_max, band=attention_band, batch_size=batch_size, seed=seed,
-            progress=progress)
+            loaded=loaded, progress=progress)
     if shift_section is not None:
         doc["shifts"] = shift_section
     if out is not None:
@@ -193,15 +200,13 @@ def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalS
     return refs
 
 
-def _predict(label: str, path: Path, info: Any, x: np.ndarray, batch_size: int,
+def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, batch_size: int,
              progress: ProgressFn | None) -> np.ndarray:
     """The model's class probabilities (its own class order) for the images ``x`` (n, s, s) uint8."""
-    from ..artifact import load_model
     from ..inference import predict_batches
 
     report(progress, "predict", 0, len(x), model=label,
            message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
-    loaded = load_model(path)
     batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
     chunks, done = [], 0
     for chunk in predict_batches(loaded, batches):

@@ -12,7 +12,7 @@ section of ``metrics.json``; draws and writes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,12 @@ def shift_pass(
     seed: int = 0,
     n_bins: int = 10,
     workers: int | None = None,
+    loaded: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict:
     """Evaluate every model of ``refs`` (``(label, path, info)``) on ``items`` under each
     ``(shift, severity)`` of ``conditions``. ``clean``: each model's clean metrics (severity 0).
+    ``loaded``: models already loaded by the clean pass, by label (the others are loaded here).
 
     Returns ``{"seed", "images", "definitions", "seconds", "models": {label: {"clean": {...},
     "shifts": {shift: {"1": {...}, ...}}}}}``."""
@@ -68,7 +70,9 @@ def shift_pass(
     start = time.perf_counter()
     n = len(items)
     sizes = sorted({info.image_size for _, _, info in refs})
-    models = [(label, load_model(path), info, [list(info.classes).index(c) for c in classes]) for label, path, info in refs]
+    loaded = loaded or {}
+    models = [(label, loaded.get(label) or load_model(path), info, [list(info.classes).index(c) for c in classes])
+              for label, path, info in refs]
     probs = {label: {c: np.zeros((n, len(classes)), np.float64) for c in conditions} for label, *_ in models}
     chunk = batch_size * max(1, CHUNK_IMAGES // batch_size)  # whole batches: one partial batch shape per run
     steps = len(conditions) * -(-n // chunk)
