@@ -13,6 +13,7 @@ import pytest
 
 from cxrtool.build import BuildOptions, build_dataset
 from cxrtool.build.analyse import THUMB
+from cxrtool.build.report import audit_markdown
 from cxrtool.build.audit import border_mask, grouped_folds, label_vs_source, shortcut_audit
 from cxrtool.sampling import stratified_sample
 from cxrtool.build.types import Analysis
@@ -231,6 +232,26 @@ def test_no_marker_no_warning(unmarked, marked):
     # the marker is what the probe found: the same tree without it scores far lower
     marked_score = marked[1].report["audit"]["label_probes"]["border"]["balanced_accuracy"]
     assert marked_score - audit["label_probes"]["border"]["balanced_accuracy"] >= 0.2
+
+
+def test_label_statistics_leave_out_the_external_test_split(unmarked, tmp_path):
+    """With --test-source, what the label follows is measured on train/val only: the held-out
+    source's normals are 100% normal by construction and say nothing about what a model learns."""
+    root, _ = unmarked
+    options = BuildOptions(workers=2, dry_run=True, figures=False, test_sources=("chest_xray:normal",))
+    result = build_dataset([root], tmp_path / "ds", options)
+    audit = result.report["audit"]
+    learned = [c for c in result.kept if c.split != "test"]
+    everything = result.kept
+    assert len(learned) < len(everything)
+    expect = label_vs_source([c.item.label for c in learned], [c.item.source for c in learned])
+    assert audit["label_vs_source"] == expect
+    assert "train/val" in audit["label_images"] and str(len(learned)) in audit["label_images"]
+    # counting the held-out normals would have changed the statistics (the test can fail)
+    assert label_vs_source([c.item.label for c in everything], [c.item.source for c in everything]) != expect
+    # the source probes still see every kept image
+    assert audit["images"] == len(everything)
+    assert "external test split is left out" in "\n".join(audit_markdown(audit))
 
 
 def test_cli_audit_rendered_and_no_audit(marked, tmp_path, capsys):

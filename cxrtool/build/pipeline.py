@@ -220,6 +220,7 @@ def audit_step(cands: list[Candidate], options: BuildOptions) -> dict | None:
     return shortcut_audit(
         [c.analysis for c in kept], [c.item.source for c in kept], [c.item.label for c in kept],
         [c.group for c in kept], options.seed,
+        learned=[c.split != "test" for c in kept] if options.test_sources else None,
     )
 
 

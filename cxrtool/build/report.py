@@ -264,7 +264,9 @@ def audit_markdown(audit: dict | None) -> list[str]:
     f = audit["label_vs_source"]
     lines += [
         "",
-        f"Label from the source alone (each source's most common class): accuracy {f['source_only_accuracy']:.3f} "
+        "Label from the source alone"
+        + (f" ({audit['label_images']})" if audit.get("label_images") else "")
+        + f" (each source's most common class): accuracy {f['source_only_accuracy']:.3f} "
         f"vs majority rate {f['majority_rate']:.3f} (removes {f['lift']:.0%} of the errors); normalised mutual "
         f"information {f['normalised_mutual_information']:.3f}, Cramér's V {f['cramers_v']:.3f}"
         + (": the label follows the source." if f["follows_source"] else "."),
