@@ -832,3 +832,24 @@ def test_real_adult_normals_held_out(tmp_path):
     assert ext["test_copies_dropped"].get("chest_xray:normal", 0) > 0  # some "adult" normals are pediatric copies
     assert all(v == 0 for v in report["leak_check"].values()), report["leak_check"]
     assert any(w.startswith("100% of normal training images come from chest_xray") for w in report["warnings"])
+    # the report says plainly that pneumonia and normal were learned from children only
+    pops = report["training_populations"]
+    # (Figure 1 adds a couple of adult pneumonias: a handful against thousands)
+    assert pops["pneumonia"]["pediatric"] >= 0.99 * sum(pops["pneumonia"].values())
+    assert pops["covid"].get("pediatric", 0) == 0
+    said = [w for w in report["warnings"] if w.startswith("POPULATION:")]
+    assert any("of pneumonia training images are pediatric" in w and "adults" in w for w in said)
+    assert any("of normal training images are pediatric" in w for w in said)
+    assert not any(" covid " in w.split(":")[1][:40] for w in said)  # covid is learned from adults
+
+
+def test_population_warning_only_when_a_class_is_learned_from_children_alone():
+    from cxrtool.build.report import population_warnings
+
+    children = {"covid": {"mixed": 400, "adult": 10}, "pneumonia": {"pediatric": 411}, "normal": {"mixed": 200, "pediatric": 211}}
+    said = population_warnings(children)
+    assert len(said) == 1 and said[0].startswith("POPULATION: 100% of pneumonia training images are pediatric")
+    # every class pediatric: age cannot separate the classes, nothing to warn about
+    assert population_warnings({c: {"pediatric": 5} for c in ("covid", "pneumonia", "normal")}) == []
+    # no pediatric source at all
+    assert population_warnings({c: {"adult": 5} for c in ("covid", "pneumonia", "normal")}) == []

@@ -24,6 +24,31 @@ def _table(counter: Counter, rows: list[str], cols: list[str]) -> dict[str, dict
     return {r: {c: int(counter.get((r, c), 0)) for c in cols} for r in rows}
 
 
+def population_counts(learned: Counter, scans: list) -> dict[str, dict[str, int]]:
+    """Training images (train and val) per class and patient population of their source."""
+    population = {s.name: s.population for s in scans}
+    out: dict[str, dict[str, int]] = {c: {} for c in CLASSES}
+    for (source, label), n in learned.items():
+        row = out[label]
+        row[population[source]] = row.get(population[source], 0) + n
+    return {c: dict(sorted(row.items())) for c, row in out.items()}
+
+
+def population_warnings(populations: dict[str, dict[str, int]]) -> list[str]:
+    """The loud line when a class is learned (almost) only from children while another class is
+    not: the model can then tell age instead of disease, and it has never seen the class in adults."""
+    share = {c: row.get("pediatric", 0) / sum(row.values()) for c, row in populations.items() if sum(row.values())}
+    out = []
+    for label, p in share.items():
+        if p >= DOMINANT_SOURCE and any(q < 1 - DOMINANT_SOURCE for c, q in share.items() if c != label):
+            out.append(
+                f"POPULATION: {p:.0%} of {label} training images are pediatric while other classes are mostly not: "
+                f"the model has (almost) never seen {label} in adults and cannot be expected to recognise it there "
+                "(it may learn age instead of disease); test it on adult images before any use on adults"
+            )
+    return out
+
+
 def build_report(
     result: BuildResult, dup_stats: dict, balance_stats: dict, leak: dict, audit: dict | None = None,
     held_stats: dict | None = None,
@@ -55,6 +80,8 @@ def build_report(
                 f"{share:.0%} of {label} {'training ' if held_stats else ''}images come from {top}: "
                 "a model may learn the source instead of the disease"
             )
+    populations = population_counts(learned, result.scans)
+    warnings += population_warnings(populations)
     if held_stats and held_stats["classes_without_training_images"]:
         warnings.append(
             f"NO TRAINING IMAGES of {', '.join(held_stats['classes_without_training_images'])} once the test source "
@@ -94,12 +121,14 @@ def build_report(
         },
         "thresholds": opts.thresholds.as_dict(),
         "sources": [
-            {"name": s.name, "kind": s.kind, "root": str(s.root), "files": len(s.items), "junk": dict(s.junk)}
+            {"name": s.name, "kind": s.kind, "population": s.population, "root": str(s.root),
+             "files": len(s.items), "junk": dict(s.junk)}
             for s in result.scans
         ],
         "counts_before": _table(before, sources, list(CLASSES)),
         "counts_after": _table(after, sources, list(CLASSES)),
         "counts_per_split": _table(per_split, list(SPLITS), list(CLASSES)),
+        "training_populations": populations,
         "total_kept": len(kept),
         "excluded_by_reason": dict(sorted(excluded.items())),
         "unlabelled_by_reason": dict(sorted(unlabelled.items())),

@@ -45,6 +45,7 @@ class Scan:
     kind: str
     root: Path
     items: list[Item] = field(default_factory=list)
+    population: str = "unknown"  # the adapter's POPULATION
     junk: Counter = field(default_factory=Counter)  # reason -> count (not images at all)
 
 
@@ -90,6 +91,10 @@ class SourceAdapter:
 
     kind = "generic"
     title = "folder of class sub-folders"
+    #: Whose X-rays these are: "pediatric", "adult", "mixed" or "unknown". A model cannot learn
+    #: a class for patients it never saw (adult pneumonia from children's X-rays), so the build
+    #: report says when a class comes only from pediatric sources.
+    population = "unknown"
 
     def __init__(self, label_map: LabelMap | None = None):
         self.label_map = label_map or LabelMap({})
@@ -99,7 +104,7 @@ class SourceAdapter:
         return False
 
     def scan(self, root: Path, name: str) -> Scan:
-        scan = Scan(name=name, kind=self.kind, root=root)
+        scan = Scan(name=name, kind=self.kind, root=root, population=self.population)
         for path in sorted(root.rglob("*")):
             if not path.is_file():
                 continue

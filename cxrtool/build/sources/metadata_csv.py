@@ -79,6 +79,7 @@ class Figure1Covid(CsvLabels):
 
     kind = "figure1-covid"
     title = "Figure 1 COVID-19 Chest X-ray Dataset Initiative"
+    population = "adult"
     csv_name = "metadata.csv"
 
     @classmethod

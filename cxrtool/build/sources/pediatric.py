@@ -17,6 +17,7 @@ class PediatricPneumonia(SourceAdapter):
 
     kind = "chest-xray-pneumonia"
     title = "Chest X-Ray Images (Pneumonia), pediatric"
+    population = "pediatric"  # children aged one to five (Kermany et al. 2018)
 
     @classmethod
     def matches(cls, root: Path) -> bool:

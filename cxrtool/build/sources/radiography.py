@@ -16,6 +16,7 @@ class RadiographyDatabase(SourceAdapter):
 
     kind = "covid19-radiography"
     title = "COVID-19 Radiography Database"
+    population = "mixed"  # adult COVID; some normals and viral pneumonias are the pediatric set's
 
     @classmethod
     def matches(cls, root: Path) -> bool:
