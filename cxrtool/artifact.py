@@ -12,6 +12,7 @@ Importing this module is cheap; :func:`save_model` and :func:`load_model` import
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from .labels import CLASSES
 from .version import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes
 from .errors import ModelFormatError, ModelNotFoundError
 from .models.names import INFO_LAYER, LOGITS_LAYER
 
@@ -127,6 +128,35 @@ def save_model(model, path: str | Path, metadata: ModelInfo, *, include_optimize
     return path
 
 
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory file Keras accepts as a weights path (it only checks the name's ending)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def save_weights(model, path: str | Path) -> Path:
+    """``model.save_weights(path)``, atomically, and safe on a full or read-only disk.
+
+    The HDF5 file is built in memory and then written with :func:`cxrtool.atomic.write_bytes`:
+    h5py writing straight to a full disk leaves a broken open file behind that HDF5 retries
+    (and can crash on) at exit; this way a failed write is one :class:`WriteError`.
+    """
+    path = Path(path)
+    buffer = _WeightsBuffer(path.name)
+    try:
+        model.save_weights(buffer)
+    except (TypeError, ValueError):  # a Keras that wants a real path: write a temporary file
+        with atomic_path(path, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        return path
+    return write_bytes(path, buffer.getvalue())
+
+
 def _read_config(path: Path) -> dict:
     if not path.exists():
         raise ModelNotFoundError(f"{path}: no such model file")
@@ -209,5 +239,6 @@ __all__ = [
     "load_model",
     "read_info",
     "save_model",
+    "save_weights",
     "set_info",
 ]
