@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .overlay import is_flat
+
 __all__ = [
     "DEFAULT_BAND",
     "ImageAttention",
@@ -156,10 +158,13 @@ class ImageAttention:
 def measure(heat: np.ndarray, image: np.ndarray, *, band: float = DEFAULT_BAND,
             text: np.ndarray | None = None) -> ImageAttention | None:
     """The attention numbers of one map (``heat`` (H, W) >= 0, at the image's resolution)
-    over its image; ``text``: a precomputed :func:`text_mask`. None for a map without heat."""
+    over its image; ``text``: a precomputed :func:`text_mask`. None for a map without heat or a
+    flat one (:func:`~cxrtool.gradcam.overlay.is_flat`), which :func:`aggregate` counts in ``no_heat``."""
     heat = np.asarray(heat, dtype=np.float64)
     if heat.shape != np.asarray(image).shape[:2]:
         raise ValueError(f"heat map {heat.shape} and image {np.asarray(image).shape[:2]} differ in size")
+    if is_flat(heat):  # all zero or constant: it says nothing about where the model looked
+        return None
     border = band_mask(heat.shape, band)
     text = text_mask(image) if text is None else text
     b, t = heat_share(heat, border), heat_share(heat, text)
