@@ -184,18 +184,17 @@ def render_overlay(
     cmap: str = DEFAULT_CMAP,
     colorbar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
-    flat: bool | None = None,
+    flat: bool = False,
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
     image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth).
-    ``flat`` (None: :func:`is_flat`): draw the X-ray alone, say so in the caption, and put a
-    plain panel where the colour bar goes (same size, so overlays line up)."""
+    ``flat`` (:func:`gradcam_files` passes :func:`is_flat` of the map): draw the X-ray alone,
+    say so in the caption, and put a plain panel where the colour bar goes (same size, so
+    overlays line up); otherwise the map is painted as given, even an all-zero one."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
-    if flat is None:
-        flat = is_flat(heatmap)
     scale = _display_scale(h, w, min_side)
     if scale > 1:
         size = (w * scale, h * scale)
