@@ -406,6 +406,9 @@ def test_verify_checks_every_file_against_the_manifest(data, model, tmp_path, ca
     write_rows(work, [{k: v for k, v in r.items() if k != FILE_SHA256} for r in rows])
     assert main(["evaluate", str(work), "-m", str(model), "--out", str(tmp_path / "e"), "--verify"]) == 1
     assert "no file_sha256 column (written by an older cxrtool)" in one_error(capsys)
+    (tmp_path / "folders" / "covid").mkdir(parents=True)  # class folders: nothing to verify against
+    assert main(["evaluate", str(tmp_path / "folders"), "-m", str(model), "--verify"]) == 2
+    assert "has none" in one_error(capsys)
 
 
 def test_verify_passes_on_a_good_dataset_through_the_cli(data, model, tmp_path, capsys):
