@@ -540,18 +540,24 @@ def test_flat_heat_map_is_reported_not_painted(flat_model, data, tmp_path, capsy
         assert np.load(Path(fields[3]).with_suffix(".npy")).max() == 0.0
 
 
-def test_flatness_rule_and_attention_leaves_flat_maps_out():
-    from cxrtool.gradcam.attention import aggregate, measure
+def test_flatness_rule():
     from cxrtool.gradcam.overlay import is_flat
 
-    image = np.zeros((40, 40), np.uint8)
     assert is_flat(np.zeros((4, 4))) and is_flat(np.ones((4, 4))) and is_flat(np.full((4, 4), 0.995) + np.eye(4) * 0.005)
+    assert is_flat(np.full((4, 4), np.nan)) and is_flat(np.zeros((0, 0)))
     assert not is_flat(np.linspace(0, 1, 16).reshape(4, 4)) and not is_flat(np.full((4, 4), 0.9) + np.eye(4) * 0.1)
-    spot = np.zeros((40, 40), np.float32)
-    spot[10:20, 10:20] = 1
-    records = [measure(np.ones((40, 40), np.float32), image), measure(spot, image)]
-    assert records[0] is None and records[1] is not None
-    assert aggregate(records, ["covid", "covid"], ["a", "a"])["no_heat"] == 1
+
+
+def test_evaluate_attention_leaves_flat_maps_out(flat_model, data, tmp_path, capsys):
+    from cxrtool.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(data), "-m", str(flat_model), "--out", str(out), "--bootstrap", "0",
+                 "--attention", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (section,) = doc["attention"]["models"].values()
+    n = sum(r["split"] == "test" for r in read_rows(data))
+    assert section["no_heat"] == n and section["overall"]["n"] == 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,8 +30,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .overlay import is_flat
-
 __all__ = [
     "DEFAULT_BAND",
     "ImageAttention",
@@ -158,13 +156,10 @@ class ImageAttention:
 def measure(heat: np.ndarray, image: np.ndarray, *, band: float = DEFAULT_BAND,
             text: np.ndarray | None = None) -> ImageAttention | None:
     """The attention numbers of one map (``heat`` (H, W) >= 0, at the image's resolution)
-    over its image; ``text``: a precomputed :func:`text_mask`. None for a map without heat or a
-    flat one (:func:`~cxrtool.gradcam.overlay.is_flat`), which :func:`aggregate` counts in ``no_heat``."""
+    over its image; ``text``: a precomputed :func:`text_mask`. None for a map without heat."""
     heat = np.asarray(heat, dtype=np.float64)
     if heat.shape != np.asarray(image).shape[:2]:
         raise ValueError(f"heat map {heat.shape} and image {np.asarray(image).shape[:2]} differ in size")
-    if is_flat(heat):  # all zero or constant: it says nothing about where the model looked
-        return None
     border = band_mask(heat.shape, band)
     text = text_mask(image) if text is None else text
     b, t = heat_share(heat, border), heat_share(heat, text)
@@ -193,7 +188,7 @@ def summarise(records: Sequence[ImageAttention]) -> dict:
 
 def aggregate(records: Sequence[ImageAttention | None], labels: Sequence[str], sources: Sequence[str]) -> dict:
     """``{"overall", "per_class", "per_source"}`` of :func:`summarise` over the images'
-    records (a None record, a map without heat, is left out and counted in ``no_heat``)."""
+    records (a None record, a map without heat or a flat one, is left out and counted in ``no_heat``)."""
     by_class: dict[str, list[ImageAttention]] = defaultdict(list)
     by_source: dict[str, list[ImageAttention]] = defaultdict(list)
     kept = []
