@@ -12,6 +12,7 @@ Importing this module is cheap; :func:`save_model` and :func:`load_model` import
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from .labels import CLASSES
 from .version import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes
 from .errors import ModelFormatError, ModelNotFoundError
 from .models.names import INFO_LAYER, LOGITS_LAYER
 
@@ -127,6 +128,71 @@ def save_model(model, path: str | Path, metadata: ModelInfo, *, include_optimize
     return path
 
 
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory file Keras accepts as a weights path (it only checks the name's ending)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def save_weights(model, path: str | Path) -> Path:
+    """``model.save_weights(path)``, atomically, and safe on a full or read-only disk.
+
+    The HDF5 file is built in memory and then written with :func:`cxrtool.atomic.write_bytes`:
+    h5py writing straight to a full disk leaves a broken open file behind that HDF5 retries
+    (and can crash on) at exit; this way a failed write is one :class:`WriteError`.
+    """
+    path = Path(path)
+    buffer = _WeightsBuffer(path.name)
+    try:
+        model.save_weights(buffer)
+    except (TypeError, ValueError):  # a Keras that wants a real path: write a temporary file
+        with atomic_path(path, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        return path
+    return write_bytes(path, buffer.getvalue())
+
+
+#: Limits on what a ``.keras`` zip may declare before anything is extracted (a zip bomb: a
+#: small file that expands to gigabytes). The largest model cxrtool makes, a ResNet152 at
+#: 224 px, expands to about 240 MB; an ensemble of several stays well under the total.
+MAX_EXPANDED_BYTES = 4 * 1024**3
+MAX_MEMBERS = 10_000
+MAX_CONFIG_BYTES = 64 * 1024**2
+#: Weights barely compress (float32): a member expanding more than this many times over its
+#: compressed size, and to more than MIN_BOMB_BYTES, is refused too.
+MAX_RATIO = 200
+MIN_BOMB_BYTES = 64 * 1024**2
+
+
+def check_archive(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse an archive whose *declared* sizes are hostile, before extracting anything.
+
+    Python's zipfile (which Keras uses) never returns more than a member's declared size, so
+    checking the declarations bounds what loading can expand to."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise ModelFormatError(f"{path}: refused: the archive has {len(infos)} members (a model has a handful)")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_EXPANDED_BYTES:
+        raise ModelFormatError(
+            f"{path}: refused: the archive expands to {total / 1024**3:.1f} GiB "
+            f"(limit {MAX_EXPANDED_BYTES / 1024**3:.0f} GiB; a zip bomb or not a cxrtool model)"
+        )
+    for i in infos:
+        if i.file_size > MIN_BOMB_BYTES and i.file_size > MAX_RATIO * max(i.compress_size, 1):
+            raise ModelFormatError(
+                f"{path}: refused: {i.filename} expands {i.file_size // max(i.compress_size, 1)}-fold to "
+                f"{i.file_size / 1024**2:.0f} MiB (a zip bomb; model weights do not compress like that)"
+            )
+        if i.filename == "config.json" and i.file_size > MAX_CONFIG_BYTES:
+            raise ModelFormatError(f"{path}: refused: config.json declares {i.file_size / 1024**2:.0f} MiB")
+
+
 def _read_config(path: Path) -> dict:
     if not path.exists():
         raise ModelNotFoundError(f"{path}: no such model file")
@@ -134,8 +200,9 @@ def _read_config(path: Path) -> dict:
         raise ModelFormatError(f"{path}: not a .keras model file (not a zip archive)")
     try:
         with zipfile.ZipFile(path) as zf:
+            check_archive(path, zf)
             return json.loads(zf.read("config.json"))
-    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile, OSError) as exc:
+    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{path}: not a .keras model file ({exc})") from None
 
 
@@ -176,7 +243,33 @@ def read_info(path: str | Path) -> ModelInfo:
             f"{path}: model format version {info.format_version} is newer than this cxrtool "
             f"({__version__}, format {FORMAT_VERSION}); upgrade cxrtool"
         )
+    check_classes(path, info)
     return info
+
+
+def check_classes(path: Path, info: ModelInfo) -> None:
+    """The metadata may name only cxrtool's classes, each once; an ensemble's members must
+    predict exactly the ensemble's classes in the same order (their outputs are added)."""
+    classes = info.classes
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ModelFormatError(f"{path}: the metadata's classes are not a list of names ({classes!r})")
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ModelFormatError(
+            f"{path}: the metadata names class{'es' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"a cxrtool model predicts {', '.join(CLASSES)}"
+        )
+    if len(set(classes)) != len(classes):
+        raise ModelFormatError(f"{path}: the metadata names a class twice ({', '.join(classes)})")
+    if info.architecture == "ensemble":
+        for k, member in enumerate(info.extra.get("members") or []):
+            member_classes = member.get("classes") if isinstance(member, dict) else None
+            if member_classes is not None and list(member_classes) != list(classes):
+                name = member.get("name", f"member {k}")
+                raise ModelFormatError(
+                    f"{path}: ensemble member {name} predicts {', '.join(map(str, member_classes))} but the "
+                    f"ensemble predicts {', '.join(classes)}: the members disagree on the classes"
+                )
 
 
 def load_model(path: str | Path, *, compile: bool = False) -> LoadedModel:
@@ -209,5 +302,8 @@ __all__ = [
     "load_model",
     "read_info",
     "save_model",
+    "save_weights",
     "set_info",
+    "check_archive",
+    "check_classes",
 ]

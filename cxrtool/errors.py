@@ -38,6 +38,20 @@ class DatasetError(CxrError):
     """A dataset folder, manifest or split is missing or inconsistent."""
 
 
+class WriteError(CxrError):
+    """Writing an output failed (disk full, read-only file system, permission denied).
+
+    Names the destination the user chose (a dataset folder, a model file, a report), never a
+    temporary name or a source file, and the cause in words."""
+
+    def __init__(self, destination: str | Path, cause: str, detail: str = ""):
+        self.destination = Path(destination)
+        self.cause = cause
+        self.detail = detail
+        extra = f" (while writing {detail})" if detail else ""
+        super().__init__(f"{destination}: cannot write: {cause}{extra}")
+
+
 class ImageLoadError(CxrError):
     """An image could not be read; ``path`` and ``reason`` say which and why."""
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .labels import CLASSES
 from .atomic import atomic_path
-from .errors import DatasetError, ImageLoadError
+from .errors import DatasetError, ImageLoadError, WriteError
 from .imageio import load_image
 from .manifest import Manifest, read_manifest
 from .progress import ProgressFn, report
@@ -139,8 +139,8 @@ def _write_cache(target: Path, x: np.ndarray, files: Sequence[str]) -> None:
                 old.unlink(missing_ok=True)
         with atomic_path(target, suffix=".npz") as tmp:
             np.savez(tmp, x=x, files=np.asarray(list(files), dtype=str))
-    except OSError:
-        pass  # a read-only dataset folder still trains, just without a cache
+    except (OSError, WriteError):
+        pass  # a read-only or full dataset folder still trains, just without a cache
 
 
 @dataclass

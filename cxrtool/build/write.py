@@ -9,6 +9,7 @@ the new one, never a folder that looks finished but is not.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from PIL import Image
 
 from ..atomic import atomic_dir
 from ..imageio import load_image
-from ..manifest import COLUMNS, MANIFEST_NAME
+from ..manifest import COLUMNS, FILE_SHA256, MANIFEST_NAME
 from ..progress import ProgressFn, report
 from .figures import dataset_figures
 from .quality import METRICS
@@ -29,8 +30,10 @@ from .sources import Scan
 from .types import EXCLUDED_COLUMNS, BuildOptions, BuildResult, Candidate
 
 
-def manifest_rows(cands: list[Candidate]) -> list[dict[str, str]]:
-    """One manifest row per kept image, sorted by its file in OUT."""
+def manifest_rows(cands: list[Candidate], file_sha256: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """One manifest row per kept image, sorted by its file in OUT. ``file_sha256``: the SHA-256
+    of each written file (by its ``file``) when it differs from the source's (``--copy-mode png``)."""
+    file_sha256 = file_sha256 or {}
     rows = []
     for c in sorted((c for c in cands if not c.reason), key=lambda c: c.file):
         a = c.analysis
@@ -45,6 +48,7 @@ def manifest_rows(cands: list[Candidate]) -> list[dict[str, str]]:
                 "group": c.group,
                 "patient": c.item.patient,
                 "sha256": a.sha256,
+                FILE_SHA256: file_sha256.get(c.file, a.sha256),
                 "phash": a.hash,
                 "width": str(a.width),
                 "height": str(a.height),
@@ -88,8 +92,9 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def place_image(c: Candidate, dest: Path, options: BuildOptions) -> None:
-    """Put one kept image at DEST as the options say: the source's bytes, a hard link, or a PNG."""
+def place_image(c: Candidate, dest: Path, options: BuildOptions) -> str | None:
+    """Put one kept image at DEST as the options say: the source's bytes, a hard link, or a PNG.
+    Returns the SHA-256 of the PNG it encoded (None: DEST has the analysed source bytes)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if options.mode == "hardlink":
         try:
@@ -101,9 +106,12 @@ def place_image(c: Candidate, dest: Path, options: BuildOptions) -> None:
         im = Image.fromarray(load_image(c.item.path), mode="L")
         if options.png_size:
             im.thumbnail((options.png_size, options.png_size), Image.Resampling.LANCZOS)
-        im.save(dest, format="PNG")
-        return
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        dest.write_bytes(buf.getvalue())
+        return hashlib.sha256(buf.getvalue()).hexdigest()
     shutil.copyfile(c.item.path, dest)
+    return None
 
 
 def write_reports(folder: Path, result: BuildResult) -> None:
@@ -122,13 +130,16 @@ def write_dataset(out: Path, result: BuildResult, progress: ProgressFn | None = 
     old = None
     try:
         with atomic_dir(out) as tmp:
+            encoded = {}
             for done, c in enumerate(kept, start=1):
-                place_image(c, tmp / c.file, result.options)
+                digest = place_image(c, tmp / c.file, result.options)
+                if digest is not None:
+                    encoded[c.file] = digest
                 report(progress, "write", done, len(kept))
             (tmp / "excluded.csv").write_text(csv_text(EXCLUDED_COLUMNS, excluded_rows(result.scans, result.candidates)), encoding="utf-8")
             write_reports(tmp, result)
             # manifest last: its presence marks a complete dataset
-            (tmp / MANIFEST_NAME).write_text(csv_text(COLUMNS, manifest_rows(result.candidates)), encoding="utf-8")
+            (tmp / MANIFEST_NAME).write_text(csv_text(COLUMNS, manifest_rows(result.candidates, encoded)), encoding="utf-8")
             if out.exists():  # --overwrite: move the old dataset aside; deleted once the new one is in place
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
                 out.rename(old)

@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from .. import console
+from ..atomic import oserrors, write_cause
 from ..errors import CxrError
 from .app import app, state
 from .output import silence_stdout
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, traceback on --debug
         if state["debug"]:
             traceback.print_exc()
+        cause = write_cause(exc, under=())  # a full or read-only disk that no helper named: still not a bug
+        if cause is not None:
+            err = next(oserrors(exc))
+            console.error(f"{err.filename2 or err.filename or 'output'}: cannot write: {cause}")
+            return 1
         console.error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return 1
     return 0

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .verify import VerifyOption, verify_splits
 
 EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -32,9 +33,13 @@ def calibrate(
     out: Annotated[Optional[Path], typer.Option(help="Save the calibrated model here \\[default: replace MODEL].")] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size when predicting the val split.")] = 64,
+    verify: VerifyOption = False,
 ) -> None:
     """Fit a temperature on the val split and store it in the model (calibrated probabilities)."""
     from .. import console
+
+    if verify:
+        verify_splits(data, ("val",))
     from ..evaluate.calibration import calibrate_model
 
     result = calibrate_model(model, data, out=out, models_dir=models_dir, batch_size=batch_size,

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .verify import VerifyOption, verify_splits
 
 FORMATS = ("table", "json", "markdown")
 
@@ -56,6 +57,7 @@ def evaluate(
              "(gamma, contrast, brightness, blur, noise, jpeg, downsample, crop, pad, text, invert).")] = None,
     shift_severities: Annotated[Optional[str], typer.Option(
         help="Only these severities of each shift, e.g. --shift-severities 1,3 \\[default: all, 1-3].")] = None,
+    verify: VerifyOption = False,
 ) -> None:
     """Per-class metrics, ROC AUC, CIs, calibration and a per-source breakdown of one or more models."""
     from .. import console
@@ -63,6 +65,10 @@ def evaluate(
     from ..evaluate import evaluate as run_evaluation
     from ..evaluate.outputs import markdown, to_json
 
+    if verify:
+        if not (dataset / "manifest.csv").is_file():
+            raise UsageError(f"--verify checks a dataset's files against its manifest.csv; {dataset} has none")
+        verify_splits(dataset, (split,))
     severities = None
     if shift_severities is not None:
         try:

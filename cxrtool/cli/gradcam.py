@@ -21,7 +21,9 @@ EPILOG = (
     "  cxrtool gradcam scan.png --model ensemble --method gradcam++\n\n"
     "Writes an overlay PNG per image (default folder ./gradcam/; never next to the inputs) and "
     "prints one tab-separated line per image on stdout: path, predicted class, probability, "
-    "output file. Unreadable images are reported on stderr and give exit status 1 at the end."
+    "output file, and a fifth field 'flat' when the heat map is degenerate (all zero or constant: "
+    "the overlay then shows the X-ray alone, captioned). Unreadable images are reported on stderr "
+    "and give exit status 1 at the end."
 )
 
 
@@ -62,7 +64,7 @@ def gradcam(
 
     gen = gradcam_files(loaded, paths, out=out, layer=layer, class_name=class_name, method=method, alpha=alpha,
                         cmap=cmap, save_raw=save_raw, batch_size=batch_size, workers=workers)
-    failed = 0
+    failed = flat = 0
     while True:
         try:
             rec = next(gen)
@@ -74,10 +76,14 @@ def gradcam(
             console.error(f"{rec.path}: {rec.error}")
             continue
         ex = rec.explanation
+        flat += rec.flat
         with reader_may_leave():  # `| head`: the files are still written; printing stops quietly
-            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}")
+            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}" + ("\tflat" if rec.flat else ""))
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
+    if flat:
+        console.warn(f"{flat} of {len(paths)} heat maps are flat (all zero or constant): no evidence of where "
+                     "the model looked; those overlays show the X-ray alone (an untrained model, or try another --layer)")
     if failed:
         console.info(f"{failed} of {len(paths)} images could not be read")
         raise typer.Exit(1)

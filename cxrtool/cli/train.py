@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .verify import VerifyOption, verify_splits
 
 EPILOG = (
     "[bold]Examples[/bold]\n\n"
@@ -92,6 +93,7 @@ def train(
     vit_dim: Annotated[Optional[int], typer.Option(help="ViT token dimension \\[default: 64].")] = None,
     vit_heads: Annotated[Optional[int], typer.Option(help="ViT attention heads \\[default: 4].")] = None,
     vit_mlp: Annotated[Optional[int], typer.Option(help="ViT MLP hidden size \\[default: 128].")] = None,
+    verify: VerifyOption = False,
 ) -> None:
     """Train one of the paper's models on a dataset made by `build-dataset`."""
     from .. import console
@@ -111,6 +113,8 @@ def train(
         cache=cache, steps_per_epoch=steps_per_epoch, patch_size=patch_size, vit_layers=vit_layers,
         vit_dim=vit_dim, vit_heads=vit_heads, vit_mlp=vit_mlp,
     )
+    if verify:
+        verify_splits(dataset, ("train", "val"))
     with console.progress(transient=True) as bar:
         task = {"id": None}
 

@@ -70,6 +70,7 @@ def attention_section(
     from ..errors import ImageLoadError
     from ..gradcam.attention import aggregate, measure, text_mask
     from ..gradcam.explain import explain
+    from ..gradcam.overlay import is_flat
 
     picked = stratified_sample([(it.label, it.source) for it in items], max_images, seed)
     report(progress, "attention", 0, len(picked) * len(refs),
@@ -96,7 +97,8 @@ def attention_section(
             batch = images[start : start + batch_size]
             for k, exp in enumerate(explain(model, batch, batch_size=batch_size, cache=cache)):
                 j = start + k
-                rec = measure(exp.heatmap, images[j], band=band, text=texts[j])
+                # a flat map (all zero or constant) says nothing about where the model looked
+                rec = None if is_flat(exp.heatmap) else measure(exp.heatmap, images[j], band=band, text=texts[j])
                 records.append(rec)
                 it = chosen[j]
                 rows.append({"model": label, "file": it.file, "label": it.label, "source": it.source,

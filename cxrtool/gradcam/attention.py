@@ -188,7 +188,7 @@ def summarise(records: Sequence[ImageAttention]) -> dict:
 
 def aggregate(records: Sequence[ImageAttention | None], labels: Sequence[str], sources: Sequence[str]) -> dict:
     """``{"overall", "per_class", "per_source"}`` of :func:`summarise` over the images'
-    records (a None record, a map without heat, is left out and counted in ``no_heat``)."""
+    records (a None record, a map without heat or a flat one, is left out and counted in ``no_heat``)."""
     by_class: dict[str, list[ImageAttention]] = defaultdict(list)
     by_source: dict[str, list[ImageAttention]] = defaultdict(list)
     kept = []

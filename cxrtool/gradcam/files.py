@@ -41,6 +41,8 @@ class GradcamRecord:
     raw: Path | None = None
     explanation: Explanation | None = None
     error: str | None = None
+    #: the heat map is degenerate (all zero or constant): the overlay shows the X-ray alone
+    flat: bool = False
 
 
 def plan_outputs(paths: Sequence[str | Path], out: str | Path | None) -> tuple[list[Path], Path | None]:
@@ -173,19 +175,21 @@ def _read(path: str) -> tuple[np.ndarray | None, str | None]:
 def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, save_raw: bool, want_thumb: bool,
                style: dict) -> tuple[GradcamRecord, tuple | None]:
     """Draw and write one overlay (and the raw map); runs in a worker thread."""
-    from .overlay import render_overlay, thumbnail
+    from .overlay import is_flat, render_overlay, thumbnail
 
+    flat = is_flat(ex.heatmap)
     overlay = render_overlay(pixels, ex.heatmap, label=ex.label, probability=ex.probability, target=ex.target,
                              target_probability=ex.target_probability, layer=ex.layer if len(ex.layer) <= 40 else None,
-                             **style)
+                             flat=flat, **style)
     _save_png(overlay, target)
     raw = None
     if save_raw:
         raw = target.with_suffix(".npy")
         with atomic_path(raw, suffix=".npy") as tmp:
             np.save(tmp, ex.heatmap.astype(np.float32))
-    thumb = (thumbnail(overlay), f"{Path(path).name}\n{ex.label} {ex.probability:.3f}") if want_thumb else None
-    return GradcamRecord(path, output=target, raw=raw, explanation=ex), thumb
+    title = f"{Path(path).name}\n{ex.label} {ex.probability:.3f}" + ("  (flat map)" if flat else "")
+    thumb = (thumbnail(overlay), title) if want_thumb else None
+    return GradcamRecord(path, output=target, raw=raw, explanation=ex, flat=flat), thumb
 
 
 def _finish(chunk: range, records: dict, thumbs: dict) -> Generator[GradcamRecord, None, None]:

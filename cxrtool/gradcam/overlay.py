@@ -11,6 +11,11 @@ is read from matplotlib once as a 256-entry lookup table, the blend of every (gr
 pair is precomputed as a 256 x 256 table applied with numpy indexing, the colour bar is drawn
 once per size and pasted, and the rest is Pillow (which releases the GIL, so overlays can be
 drawn in threads). Functions return images; writing them is ``files.py``'s job.
+
+A flat map (all zero, or the same value everywhere: :func:`is_flat`) says nothing about
+where the model looked; painted through the colour map it would read as uniform "low" or
+uniform "high". Such an overlay shows the X-ray alone with the caption :data:`FLAT_CAPTION`
+and no colour bar.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ MIN_DISPLAY_SIDE = 256
 CELL_W, CELL_H = 320, 350
 THUMB = 304  # largest thumbnail side inside a cell
 
+#: A map whose values all lie within this fraction of its maximum is flat: over such a range
+#: the 256-step colour map moves by at most ~3 steps, i.e. it would paint one uniform colour.
+FLAT_RANGE = 0.01
+FLAT_CAPTION = "flat heat map: no evidence of where the model looked"
+
 __all__ = [
     "DEFAULT_CMAP",
+    "FLAT_CAPTION",
+    "FLAT_RANGE",
+    "is_flat",
     "blend",
     "colorize",
     "colour_lut",
@@ -41,6 +54,16 @@ __all__ = [
     "thumbnail",
     "to_gray_uint8",
 ]
+
+
+def is_flat(heatmap: np.ndarray, tolerance: float = FLAT_RANGE) -> bool:
+    """True for a degenerate map: all zero (or empty, or not finite), or varying by less than
+    ``tolerance`` of its maximum anywhere (a constant map normalised to 0..1 is all ones)."""
+    heat = np.asarray(heatmap, dtype=np.float64)
+    if not heat.size or not np.all(np.isfinite(heat)):
+        return True
+    hi, lo = float(heat.max()), float(heat.min())
+    return hi <= 0.0 or (hi - lo) <= tolerance * abs(hi)
 
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
@@ -161,10 +184,14 @@ def render_overlay(
     cmap: str = DEFAULT_CMAP,
     colorbar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
+    flat: bool = False,
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
-    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth)."""
+    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth).
+    ``flat`` (:func:`gradcam_files` passes :func:`is_flat` of the map): draw the X-ray alone,
+    say so in the caption, and put a plain panel where the colour bar goes (same size, so
+    overlays line up); otherwise the map is painted as given, even an all-zero one."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -172,10 +199,27 @@ def render_overlay(
     if scale > 1:
         size = (w * scale, h * scale)
         gray = np.asarray(Image.fromarray(gray, "L").resize(size, Image.BICUBIC))
-        heatmap = np.asarray(Image.fromarray(heatmap, "F").resize(size, Image.BICUBIC))
-    body = Image.fromarray(blend(gray, heatmap, alpha=alpha, cmap=cmap), "RGB")
+        if not flat:
+            heatmap = np.asarray(Image.fromarray(heatmap, "F").resize(size, Image.BICUBIC))
+    if flat:
+        body = Image.fromarray(gray, "L").convert("RGB")
+    else:
+        body = Image.fromarray(blend(gray, heatmap, alpha=alpha, cmap=cmap), "RGB")
     H, W = gray.shape
     short = min(H, W)
+    if flat:
+        _flat_caption(body, f"{label}  {probability:.3f}", short)
+        if not colorbar:
+            return body
+        margin = _colour_bar(cmap, H, short).width
+        canvas = Image.new("RGB", (W + margin, H), (24, 24, 24))
+        canvas.paste(body, (0, 0))
+        draw = ImageDraw.Draw(canvas)  # "flat" where the colour bar would be: no scale to read
+        tick = _font(max(9, round(short * 0.028)), bold=False)
+        tb = draw.textbbox((0, 0), "flat", font=tick)
+        draw.text((W + (margin - (tb[2] - tb[0])) // 2 - tb[0], H // 2 - tb[3] // 2), "flat", font=tick,
+                  fill=(255, 200, 80))
+        return canvas
 
     # caption: big line with the prediction, small line with what the map explains
     big = _font(max(12, round(short * 0.055)))
@@ -205,6 +249,31 @@ def render_overlay(
     canvas.paste(body, (0, 0))
     canvas.paste(bar, (W, 0))
     return canvas
+
+
+def _flat_caption(body: Image.Image, prediction: str, short: int) -> None:
+    """The prediction and, in a warning colour, :data:`FLAT_CAPTION` on two lines, in a dark
+    box at the top left; the font shrinks until the box fits the image's width."""
+    draw = ImageDraw.Draw(body, "RGBA")
+    W = body.width
+    pad = max(4, round(short * 0.015))
+    head, tail = FLAT_CAPTION.split(": ", 1)
+    lines = [(prediction, True, (255, 255, 255, 255)), (head + ":", False, (255, 200, 80, 255)),
+             (tail, False, (255, 200, 80, 255))]
+    big_size, small_size = max(12, round(short * 0.055)), max(10, round(short * 0.04))
+    while True:
+        fonts = [_font(big_size if bold else small_size, bold=bold) for _, bold, _ in lines]
+        boxes = [draw.textbbox((0, 0), text, font=f) for (text, _, _), f in zip(lines, fonts)]
+        box_w = max(b[2] for b in boxes) + 2 * pad
+        if box_w <= W - 2 * pad or small_size <= 6:
+            break
+        big_size, small_size = max(6, big_size - 1), small_size - 1
+    box_h = sum(b[3] - b[1] for b in boxes) + (len(lines) + 1) * pad
+    draw.rectangle((pad, pad, pad + box_w, pad + box_h), fill=(0, 0, 0, 190))
+    y = 2 * pad
+    for (text, _, colour), f, b in zip(lines, fonts, boxes):
+        draw.text((2 * pad, y - b[1]), text, font=f, fill=colour)
+        y += (b[3] - b[1]) + pad
 
 
 def thumbnail(overlay: Image.Image, side: int = THUMB) -> Image.Image:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..artifact import save_weights
 from ..progress import ProgressFn, report
 from .curves import write_log_csv
 from .options import TrainOptions
@@ -97,7 +98,7 @@ def make_monitor(
             state["history"].append(row)
             decision = track_epoch(state, options, epoch + 1, logs.get(options.monitor, math.nan), lr)
             if decision.improved and is_chief:
-                self.model.save_weights(files.best_weights)
+                save_weights(self.model, files.best_weights)  # atomic, one clean error on a full disk
             if decision.new_lr is not None:
                 self.model.optimizer.learning_rate = decision.new_lr
             if decision.stop:

@@ -2,12 +2,19 @@
 
 Multi-host initialisation must come before anything touches JAX's devices, so
 :func:`setup_distribution` is the first Keras/JAX step of a run. JAX is imported inside.
+
+stdout is for results only, but the collectives library prints its chatter (``[Gloo] Rank 0
+is connected to 1 peer ranks ...``) from C++ straight to file descriptor 1, where Python's
+``sys.stdout`` cannot catch it: :func:`stdout_to_stderr` points descriptor 1 at stderr while
+the distributed runtime starts, then puts it back.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +54,45 @@ def multihost_settings(o: TrainOptions) -> tuple[str | None, int, int]:
     return address, count, pid
 
 
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to file descriptor 1 (C/C++ code included) to stderr inside the block."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        saved = os.dup(1)
+    except OSError:  # no descriptor 1 at all: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def setup_distribution(keras, o: TrainOptions, batch_size: int) -> Topology:
-    """Initialise multi-host JAX if asked and pick the devices (``--devices``); does not set it globally."""
+    """Initialise multi-host JAX if asked and pick the devices (``--devices``); does not set it globally.
+
+    The distributed runtime and the device list (which connects the collectives) are started
+    with stdout pointed at stderr, so their chatter never mixes with the results."""
     address, processes, pid = multihost_settings(o)
-    if processes > 1:
-        keras.distribution.initialize(job_addresses=address, num_processes=processes, process_id=pid)
     import jax
 
-    available = jax.devices()
+    if processes > 1:
+        with stdout_to_stderr():
+            keras.distribution.initialize(job_addresses=address, num_processes=processes, process_id=pid)
+            available = jax.devices()
+    else:
+        available = jax.devices()
     if o.devices in (None, "all"):
         wanted = len(available)
     else:
@@ -68,7 +106,10 @@ def setup_distribution(keras, o: TrainOptions, batch_size: int) -> Topology:
         return Topology(None, 1, 1, 0)
     if batch_size % wanted:
         raise UsageError(f"--batch-size {batch_size} is not divisible by the {wanted} devices used for data parallelism")
-    return Topology(keras.distribution.DataParallel(devices=available[:wanted]), wanted, processes, pid)
+    # each process' feeder already serves its own shard (make_feeder's ``shard``): Keras must not
+    # shard again (it can only shard a tf.data.Dataset, and refuses anything else across processes)
+    parallel = keras.distribution.DataParallel(devices=available[:wanted], auto_shard_dataset=False)
+    return Topology(parallel, wanted, processes, pid)
 
 
 def shard_validation(
@@ -88,4 +129,4 @@ def shard_validation(
     return x[:keep], y[:keep]
 
 
-__all__ = ["Topology", "multihost_settings", "setup_distribution", "shard_validation"]
+__all__ = ["Topology", "multihost_settings", "setup_distribution", "shard_validation", "stdout_to_stderr"]
