@@ -1,0 +1,214 @@
+"""Lung-field crop inside the model (``cxrtool train --crop lungs``), with no downloaded weights.
+
+Why: a model that sees the whole radiograph can learn the hospital instead of the disease from
+what lies outside the lungs: burnt-in text and laterality markers in the corners, the black
+margin, the collimation edges, the patient's shoulders and tubes (docs/generalisation.md). Cutting
+the image down to the lung fields before the network sees it removes most of that.
+
+How (classical image processing in ``keras.ops``: batch-vectorised, static shapes, traceable by
+JAX, the same in training and inference because it is a layer of the saved ``.keras`` model):
+
+1. each image is resized to a ``WORK`` x ``WORK`` grid, stretched between its own 1st and 99th
+   percentiles and smoothed (a 3 x 3 mean);
+2. *dark* pixels (air) are those at most the Otsu threshold of the image (computed on
+   ``LEVELS`` grey levels);
+3. the dark region connected to the image border is the air outside the body: it is found by
+   morphological reconstruction (a seed of dark border pixels, grown by ``RECONSTRUCT``
+   iterations of a 3 x 3 max-pool dilation masked by the dark pixels); to keep a lung that
+   touches the outside air through a thin dark gap (the neck, a narrow band at the edge), the
+   growth runs in the dark mask *eroded* once, and the grown region is dilated back at the end;
+4. what stays dark inside the body is the lungs; the box spans the central ``MASS`` share of the
+   lung pixels along each axis (robust to stray dark pixels), widened by ``MARGIN`` of its size
+   on each side;
+5. a box that is implausible (lung pixels under ``MIN_LUNG`` or over ``MAX_LUNG`` of the
+   image, a side under ``MIN_SIDE``, or a centre off the middle by more than ``MAX_OFFSET``)
+   falls back to the whole image: a failed segmentation can never destroy an image;
+6. the box is cut out of the *input* image (full resolution) and resized back to the input
+   size with bilinear sampling (``keras.ops.image.map_coordinates``, one box per image).
+
+Where it sits: first, right after the ``image`` input and *before* ``augment`` and
+``normalize``. Before augment, because the box must be found on the image as it was taken (an
+augmented shift, rotation or black border band would move or break the body outline the
+segmentation relies on, and training would then see different crops than inference); the
+augmentation then acts on the lung crop, exactly what the network learns from. Before
+normalize, so the per-image intensity statistics are those of the lung region, not of the
+black margin and the text around it. Because the crop is deterministic and first,
+:func:`lung_box` on the model's input gives exactly the box the model used, which is how
+Grad-CAM maps its heat back onto the original image (:mod:`cxrtool.gradcam.explain`).
+
+Importing this module imports Keras (through :mod:`cxrtool.backend`).
+"""
+
+from __future__ import annotations
+
+from ..backend import import_keras
+from .robustness import CROP_MODES, check_crop
+
+keras = import_keras()
+ops = keras.ops
+
+#: side (px) of the grid the segmentation runs on, whatever the model's input size
+WORK = 64
+#: grey levels of the Otsu histogram
+LEVELS = 64
+#: a dark pixel is inside the body when at least this share of the row is body on each side
+ENCLOSE = 0.05
+#: window (px on the WORK grid) of the grey closing: wider than one lung
+CLOSING = 25
+#: rows this close (px on the WORK grid) to the top or bottom edge are never lung (the closing's edge artefacts)
+EDGE = 2
+#: the box spans the lung mass between these quantiles along each axis
+MASS = (0.01, 0.99)
+#: the box grows by these shares of its own side: (top, sides, bottom); the bottom most,
+#: since the costophrenic recesses behind the diaphragm dome are brighter than the lungs above
+MARGIN = (0.06, 0.08, 0.18)
+#: plausibility bounds (shares of the image); outside them the box is the whole image
+MIN_LUNG, MAX_LUNG = 0.03, 0.60
+MIN_SIDE = 0.30
+MAX_OFFSET = 0.20  # box centre at most this far from the image centre (share of the side)
+
+
+def _stretch(x):
+    """Per image, 0..1 between its own 1st and 99th percentiles (a constant image: all 0)."""
+    flat = ops.reshape(x, (ops.shape(x)[0], -1))
+    q = ops.quantile(flat, ops.convert_to_tensor([0.01, 0.99], dtype="float32"), axis=1)
+    lo, hi = ops.reshape(q[0], (-1, 1, 1, 1)), ops.reshape(q[1], (-1, 1, 1, 1))
+    return ops.clip((x - lo) / ops.maximum(hi - lo, 1e-3), 0.0, 1.0), ops.reshape(hi - lo, (-1,))
+
+
+def _otsu(flat, weight=None):
+    """Per image (rows of ``flat``, values in 0..1), the Otsu threshold on LEVELS levels,
+    counting each pixel with its ``weight`` (default 1; 0 leaves a pixel out)."""
+    if weight is None:
+        weight = ops.ones_like(flat)
+    t = (ops.arange(1, LEVELS, dtype="float32") / LEVELS)[None, None, :]  # candidate thresholds
+    below = ops.cast(flat[:, :, None] <= t, "float32") * weight[:, :, None]  # (B, N, T)
+    n = ops.maximum(ops.sum(weight, axis=1, keepdims=True), 1.0)
+    n0 = ops.sum(below, axis=1)
+    s0 = ops.sum(below * flat[:, :, None], axis=1)
+    total = ops.sum(flat * weight, axis=1, keepdims=True)
+    w0 = n0 / n
+    mu0 = s0 / ops.maximum(n0, 1e-6)
+    mu1 = (total - s0) / ops.maximum(n - n0, 1e-6)
+    between = w0 * (1.0 - w0) * ops.square(mu0 - mu1)
+    return ops.take(t[0, 0], ops.argmax(between, axis=1))
+
+
+def lung_mask(x):
+    """Per image, the dark pixels inside the body on the ``WORK`` grid: ``(B, WORK, WORK, 1)``
+    float 0/1, plus the image's dynamic range (for the flat-image fallback)."""
+    x = ops.cast(x, "float32")
+    if x.shape[-1] != 1:
+        x = ops.mean(x, axis=-1, keepdims=True)
+    small = ops.image.resize(x, (WORK, WORK), interpolation="bilinear", antialias=True)
+    small, spread = _stretch(small)
+    small = ops.average_pool(small, 3, strides=1, padding="same")
+    batch = ops.shape(small)[0]
+    # the body: brighter than the air outside it. Two-level Otsu: the image's threshold splits
+    # bright (bone, abdomen) from dark (lungs and air); the dark side's own threshold splits air
+    # from lungs (with no air in view it splits the lungs, which is harmless: see below)
+    flat = ops.reshape(small, (batch, -1))
+    darker = ops.cast(flat <= ops.reshape(_otsu(flat), (-1, 1)), "float32")
+    body = ops.cast(small > ops.reshape(_otsu(flat, darker), (-1, 1, 1, 1)), "float32")
+    # a pixel is inside the body when enough body lies on both sides of it in its row
+    left = ops.cumsum(body, axis=2) - body
+    right = ops.flip(ops.cumsum(ops.flip(body, axis=2), axis=2), axis=2) - body
+    wall = float(ENCLOSE * WORK)
+    rows = ops.arange(WORK)
+    away = ops.reshape(ops.cast((rows >= EDGE) & (rows < WORK - EDGE), "float32"), (1, WORK, 1, 1))
+    inside = ops.cast((left >= wall) & (right >= wall), "float32") * away
+    # dark for its surroundings: a black top-hat (grey closing minus the image) over a window
+    # wider than a lung, thresholded by Otsu over the pixels inside the body
+    k = CLOSING
+    closed = -ops.max_pool(-ops.max_pool(small, k, strides=1, padding="same"), k, strides=1, padding="same")
+    hat = ops.clip(closed - small, 0.0, 1.0)
+    hat = hat / ops.maximum(ops.max(hat * inside, axis=(1, 2, 3), keepdims=True), 1e-3)
+    hat = ops.clip(hat, 0.0, 1.0)
+    flat_inside = ops.reshape(inside, (batch, -1))
+    threshold = ops.reshape(_otsu(ops.reshape(hat, (batch, -1)), flat_inside), (-1, 1, 1, 1))
+    dark = ops.cast(hat > threshold, "float32")
+    return dark * inside, spread
+
+
+def _span(profile):
+    """(start, stop) in 0..1 of the central MASS share of a (B, WORK) mass profile."""
+    cum = ops.cumsum(profile, axis=1) / ops.maximum(ops.sum(profile, axis=1, keepdims=True), 1e-6)
+    start = ops.sum(ops.cast(cum < MASS[0], "float32"), axis=1)
+    stop = ops.sum(ops.cast(cum < MASS[1], "float32"), axis=1) + 1.0
+    return start / WORK, stop / WORK
+
+
+def lung_box(x):
+    """The lung-field boxes the :class:`LungCrop` layer cuts: ``(B, 4)`` float32 rows
+    ``(top, left, bottom, right)`` as fractions of the image's height and width; the whole
+    image ``(0, 0, 1, 1)`` where the segmentation is implausible. ``x``: ``(B, H, W, 1)``,
+    0..255. One implementation for the layer and for Grad-CAM."""
+    mask, spread = lung_mask(x)
+    mask = mask[..., 0]
+    share = ops.mean(mask, axis=(1, 2))
+    top, bottom = _span(ops.sum(mask, axis=2))
+    left, right = _span(ops.sum(mask, axis=1))
+    height, width = bottom - top, right - left
+    top, bottom = ops.maximum(top - MARGIN[0] * height, 0.0), ops.minimum(bottom + MARGIN[2] * height, 1.0)
+    left, right = ops.maximum(left - MARGIN[1] * width, 0.0), ops.minimum(right + MARGIN[1] * width, 1.0)
+    plausible = (
+        (spread > 8.0)  # not a flat image
+        & (share >= MIN_LUNG) & (share <= MAX_LUNG)
+        & (bottom - top >= MIN_SIDE) & (right - left >= MIN_SIDE)
+        & (ops.abs((top + bottom) / 2 - 0.5) <= MAX_OFFSET)
+        & (ops.abs((left + right) / 2 - 0.5) <= MAX_OFFSET)
+    )
+    box = ops.stack([top, left, bottom, right], axis=1)
+    whole = ops.convert_to_tensor([[0.0, 0.0, 1.0, 1.0]], dtype="float32")
+    return ops.stop_gradient(ops.where(plausible[:, None], box, whole))
+
+
+def crop_resize(x, box, size: tuple[int, int] | None = None):
+    """Cut each image's ``box`` (rows of :func:`lung_box`) out of ``x`` ``(B, H, W, C)`` and
+    resize it to ``size`` (default: the input's) with bilinear sampling."""
+    x = ops.cast(x, "float32")
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = size or (h, w)
+    batch = ops.shape(x)[0]
+    fy = (ops.arange(oh, dtype="float32") + 0.5) / oh  # output pixel centres, 0..1
+    fx = (ops.arange(ow, dtype="float32") + 0.5) / ow
+    top, left, bottom, right = (ops.reshape(box[:, i], (-1, 1)) for i in range(4))
+    ys = (top + fy[None, :] * (bottom - top)) * h - 0.5  # (B, oh) input row coordinates
+    xs = (left + fx[None, :] * (right - left)) * w - 0.5  # (B, ow)
+    shape = (batch, oh, ow, c)
+    b = ops.broadcast_to(ops.reshape(ops.cast(ops.arange(batch), "float32"), (-1, 1, 1, 1)), shape)
+    yy = ops.broadcast_to(ops.reshape(ys, (-1, oh, 1, 1)), shape)
+    xx = ops.broadcast_to(ops.reshape(xs, (-1, 1, ow, 1)), shape)
+    cc = ops.broadcast_to(ops.reshape(ops.arange(c, dtype="float32"), (1, 1, 1, c)), shape)
+    coords = ops.stack([b, yy, xx, cc], axis=0)
+    return ops.image.map_coordinates(x, coords, order=1, fill_mode="nearest")
+
+
+@keras.saving.register_keras_serializable(package="cxrtool")
+class LungCrop(keras.layers.Layer):
+    """Crop each image to its lung fields (see the module docstring) and resize back; 0..255 in
+    and out, the same shape, the same in training and inference."""
+
+    def __init__(self, mode: str = "lungs", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        check_crop(mode)
+        self.mode = mode
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        if self.mode == "none":
+            return x
+        return crop_resize(x, lung_box(x))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode)
+        return config
+
+
+__all__ = ["CROP_MODES", "LungCrop", "check_crop", "crop_resize", "lung_box", "lung_mask"]
