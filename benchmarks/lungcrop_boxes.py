@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCES = {
-    "pediatric (chest_xray)": "chest_xray",
-    "adult (COVID-19_Radiography_Dataset)": "COVID-19_Radiography_Dataset",
-    "Figure1-COVID-chestxray-dataset": "Figure1-COVID-chestxray-dataset",
+SOURCES = {  # short name -> folder
+    "pediatric": "chest_xray",
+    "adult": "COVID-19_Radiography_Dataset",
+    "Figure1": "Figure1-COVID-chestxray-dataset",
 }
 
 
@@ -62,7 +62,7 @@ def draw(items, images, boxes, path: Path, cols: int = 4, side: int = 256) -> No
         t, l, b, r = (float(v) * side for v in box)
         d.rectangle((l + 1, t + 1, r - 2, b - 2), outline=(230, 40, 40) if fell_back else (40, 230, 60), width=3)
         x, y = (i % cols) * side, (i // cols) * (side + title_h)
-        label = name.split(" ")[0] + ("  (fallback)" if fell_back else f"  box {(b - t) * (r - l) / side ** 2:.0%}")
+        label = name + ("  (fallback: whole image)" if fell_back else f"  box {(b - t) * (r - l) / side ** 2:.0%} of the image")
         ImageDraw.Draw(page).text((x + 6, y + 4), label, font=font, fill=(0, 0, 0))
         page.paste(tile, (x, y + title_h))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,21 +51,28 @@ ops = keras.ops
 WORK = 64
 #: grey levels of the Otsu histogram
 LEVELS = 64
-#: a dark pixel is inside the body when at least this share of the row is body on each side
+#: a dark pixel is inside the body when at least this share of its row is body on its left and
+#: on its right, and as much of its column above and below it
 ENCLOSE = 0.05
+#: window (px on the WORK grid) of the binary opening of the lung mask
+OPENING = 5
 #: window (px on the WORK grid) of the grey closing: wider than one lung
 CLOSING = 25
-#: rows this close (px on the WORK grid) to the top or bottom edge are never lung (the closing's edge artefacts)
-EDGE = 2
 #: the box spans the lung mass between these quantiles along each axis
 MASS = (0.01, 0.99)
 #: the box grows by these shares of its own side: (top, sides, bottom); the bottom most,
 #: since the costophrenic recesses behind the diaphragm dome are brighter than the lungs above
-MARGIN = (0.06, 0.08, 0.18)
+MARGIN = (0.05, 0.18, 0.25)
+#: a box shorter (narrower) than this share of the image height (width) grows to it about its
+#: centre: the lung fields of a chest film span at least that much, and the segmentation misses
+#: consolidated (white) lung and the bright lung periphery far more often than it adds
+LEAST = (0.55, 0.65)
 #: plausibility bounds (shares of the image); outside them the box is the whole image
 MIN_LUNG, MAX_LUNG = 0.03, 0.60
-MIN_SIDE = 0.30
-MAX_OFFSET = 0.20  # box centre at most this far from the image centre (share of the side)
+MIN_SIDE = 0.20  # of the lung pixels' span, before the margins
+#: the lung pixels' centre at most this far from the image centre, (down, across), shares of the
+#: side (lungs sit above the middle; one lung found alone sits far to the side)
+MAX_OFFSET = (0.25, 0.20)
 
 
 def _stretch(x):
@@ -94,6 +101,13 @@ def _otsu(flat, weight=None):
     return ops.take(t[0, 0], ops.argmax(between, axis=1))
 
 
+def _enclosed(body, axis: int, wall: float):
+    """1 where at least ``wall`` body pixels lie before and after a pixel along ``axis``."""
+    before = ops.cumsum(body, axis=axis) - body
+    after = ops.flip(ops.cumsum(ops.flip(body, axis=axis), axis=axis), axis=axis) - body
+    return ops.cast((before >= wall) & (after >= wall), "float32")
+
+
 def lung_mask(x):
     """Per image, the dark pixels inside the body on the ``WORK`` grid: ``(B, WORK, WORK, 1)``
     float 0/1, plus the image's dynamic range (for the flat-image fallback)."""
@@ -110,13 +124,10 @@ def lung_mask(x):
     flat = ops.reshape(small, (batch, -1))
     darker = ops.cast(flat <= ops.reshape(_otsu(flat), (-1, 1)), "float32")
     body = ops.cast(small > ops.reshape(_otsu(flat, darker), (-1, 1, 1, 1)), "float32")
-    # a pixel is inside the body when enough body lies on both sides of it in its row
-    left = ops.cumsum(body, axis=2) - body
-    right = ops.flip(ops.cumsum(ops.flip(body, axis=2), axis=2), axis=2) - body
+    # a pixel is inside the body when enough body lies on both sides of it in its row and in
+    # its column (air beside the chest, above the shoulders and between arm and head is not)
     wall = float(ENCLOSE * WORK)
-    rows = ops.arange(WORK)
-    away = ops.reshape(ops.cast((rows >= EDGE) & (rows < WORK - EDGE), "float32"), (1, WORK, 1, 1))
-    inside = ops.cast((left >= wall) & (right >= wall), "float32") * away
+    inside = _enclosed(body, 2, wall) * _enclosed(body, 1, wall)
     # dark for its surroundings: a black top-hat (grey closing minus the image) over a window
     # wider than a lung, thresholded by Otsu over the pixels inside the body
     k = CLOSING
@@ -126,8 +137,10 @@ def lung_mask(x):
     hat = ops.clip(hat, 0.0, 1.0)
     flat_inside = ops.reshape(inside, (batch, -1))
     threshold = ops.reshape(_otsu(ops.reshape(hat, (batch, -1)), flat_inside), (-1, 1, 1, 1))
-    dark = ops.cast(hat > threshold, "float32")
-    return dark * inside, spread
+    lungs = ops.cast(hat > threshold, "float32") * inside
+    # an opening drops what is thinner than a lung: gaps between ribs, stripes along edges
+    opened = ops.max_pool(-ops.max_pool(-lungs, OPENING, strides=1, padding="same"), OPENING, strides=1, padding="same")
+    return opened, spread
 
 
 def _span(profile):
@@ -136,6 +149,15 @@ def _span(profile):
     start = ops.sum(ops.cast(cum < MASS[0], "float32"), axis=1)
     stop = ops.sum(ops.cast(cum < MASS[1], "float32"), axis=1) + 1.0
     return start / WORK, stop / WORK
+
+
+def _grow(start, stop, least: float):
+    """``(start, stop)`` widened about its centre to at least ``least``, then moved (not
+    shrunk) back inside 0..1."""
+    extra = ops.maximum(least - (stop - start), 0.0) / 2
+    start, stop = start - extra, stop + extra
+    start, stop = start - ops.maximum(stop - 1.0, 0.0), stop - ops.minimum(start, 0.0)
+    return ops.maximum(start, 0.0), ops.minimum(stop, 1.0)
 
 
 def lung_box(x):
@@ -149,15 +171,15 @@ def lung_box(x):
     top, bottom = _span(ops.sum(mask, axis=2))
     left, right = _span(ops.sum(mask, axis=1))
     height, width = bottom - top, right - left
-    top, bottom = ops.maximum(top - MARGIN[0] * height, 0.0), ops.minimum(bottom + MARGIN[2] * height, 1.0)
-    left, right = ops.maximum(left - MARGIN[1] * width, 0.0), ops.minimum(right + MARGIN[1] * width, 1.0)
     plausible = (
         (spread > 8.0)  # not a flat image
         & (share >= MIN_LUNG) & (share <= MAX_LUNG)
-        & (bottom - top >= MIN_SIDE) & (right - left >= MIN_SIDE)
-        & (ops.abs((top + bottom) / 2 - 0.5) <= MAX_OFFSET)
-        & (ops.abs((left + right) / 2 - 0.5) <= MAX_OFFSET)
+        & (height >= MIN_SIDE) & (width >= MIN_SIDE)
+        & (ops.abs((top + bottom) / 2 - 0.5) <= MAX_OFFSET[0])
+        & (ops.abs((left + right) / 2 - 0.5) <= MAX_OFFSET[1])
     )
+    top, bottom = _grow(top - MARGIN[0] * height, bottom + MARGIN[2] * height, LEAST[0])
+    left, right = _grow(left - MARGIN[1] * width, right + MARGIN[1] * width, LEAST[1])
     box = ops.stack([top, left, bottom, right], axis=1)
     whole = ops.convert_to_tensor([[0.0, 0.0, 1.0, 1.0]], dtype="float32")
     return ops.stop_gradient(ops.where(plausible[:, None], box, whole))
