@@ -30,6 +30,7 @@ MIN_DISPLAY_SIDE = 256
 #: Contact sheet cell (px): 3.2 x 3.5 inches at 100 dpi, as the matplotlib version drew it.
 CELL_W, CELL_H = 320, 350
 THUMB = 304  # largest thumbnail side inside a cell
+BOX_COLOUR = (0, 220, 255)  # the lung-crop box outline
 
 __all__ = [
     "DEFAULT_CMAP",
@@ -161,10 +162,13 @@ def render_overlay(
     cmap: str = DEFAULT_CMAP,
     colorbar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
+    box: Sequence[float] | None = None,
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
-    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth)."""
+    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth).
+    ``box`` (fractions ``(top, left, bottom, right)``): the lung box a ``--crop lungs`` model
+    saw, outlined thinly in cyan (a colour the inferno map does not use)."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -176,6 +180,10 @@ def render_overlay(
     body = Image.fromarray(blend(gray, heatmap, alpha=alpha, cmap=cmap), "RGB")
     H, W = gray.shape
     short = min(H, W)
+    if box is not None:
+        top, left, bottom, right = (float(v) for v in box)
+        ImageDraw.Draw(body).rectangle((left * W, top * H, right * W - 1, bottom * H - 1), outline=BOX_COLOUR,
+                                       width=max(1, round(short * 0.006)))
 
     # caption: big line with the prediction, small line with what the map explains
     big = _font(max(12, round(short * 0.055)))

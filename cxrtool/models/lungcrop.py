@@ -9,7 +9,7 @@ How (classical image processing in ``keras.ops``: batch-vectorised, static shape
 JAX, the same in training and inference because it is a layer of the saved ``.keras`` model):
 
 1. each image is resized to a ``WORK`` x ``WORK`` grid, stretched between its own 1st and 99th
-   percentiles and smoothed (a 3 x 3 mean);
+   percentiles (of 4 x 4 block means) and smoothed (a 3 x 3 mean);
 2. *dark* pixels (air) are those at most the Otsu threshold of the image (computed on
    ``LEVELS`` grey levels);
 3. the dark region connected to the image border is the air outside the body: it is found by
@@ -76,29 +76,41 @@ MAX_OFFSET = (0.25, 0.20)
 
 
 def _stretch(x):
-    """Per image, 0..1 between its own 1st and 99th percentiles (a constant image: all 0)."""
-    flat = ops.reshape(x, (ops.shape(x)[0], -1))
+    """Per image, 0..1 between the 1st and 99th percentiles of its 4 x 4 block means (a
+    constant image: all 0); the blocks make the sort 16 times shorter."""
+    flat = ops.reshape(ops.average_pool(x, 4, strides=4), (ops.shape(x)[0], -1))
     q = ops.quantile(flat, ops.convert_to_tensor([0.01, 0.99], dtype="float32"), axis=1)
     lo, hi = ops.reshape(q[0], (-1, 1, 1, 1)), ops.reshape(q[1], (-1, 1, 1, 1))
     return ops.clip((x - lo) / ops.maximum(hi - lo, 1e-3), 0.0, 1.0), ops.reshape(hi - lo, (-1,))
 
 
 def _otsu(flat, weight=None):
-    """Per image (rows of ``flat``, values in 0..1), the Otsu threshold on LEVELS levels,
+    """Per image (rows of ``flat``, values in 0..1), the Otsu threshold on LEVELS grey levels,
     counting each pixel with its ``weight`` (default 1; 0 leaves a pixel out)."""
     if weight is None:
         weight = ops.ones_like(flat)
-    t = (ops.arange(1, LEVELS, dtype="float32") / LEVELS)[None, None, :]  # candidate thresholds
-    below = ops.cast(flat[:, :, None] <= t, "float32") * weight[:, :, None]  # (B, N, T)
-    n = ops.maximum(ops.sum(weight, axis=1, keepdims=True), 1.0)
-    n0 = ops.sum(below, axis=1)
-    s0 = ops.sum(below * flat[:, :, None], axis=1)
-    total = ops.sum(flat * weight, axis=1, keepdims=True)
+    level = ops.clip(ops.floor(flat * LEVELS), 0, LEVELS - 1)
+
+    def histogram(pair):  # one image: (2, N) levels and weights -> (LEVELS,) weighted counts
+        return ops.segment_sum(pair[1], ops.cast(pair[0], "int32"), num_segments=LEVELS)
+
+    hist = ops.vectorized_map(histogram, ops.stack([level, weight], axis=1))  # (B, LEVELS)
+    centres = (ops.arange(LEVELS, dtype="float32") + 0.5) / LEVELS
+    n = ops.maximum(ops.sum(hist, axis=1, keepdims=True), 1e-6)
+    n0 = ops.cumsum(hist, axis=1)[:, :-1]  # pixels at or below each candidate threshold
+    s0 = ops.cumsum(hist * centres, axis=1)[:, :-1]
+    total = ops.sum(hist * centres, axis=1, keepdims=True)
     w0 = n0 / n
     mu0 = s0 / ops.maximum(n0, 1e-6)
     mu1 = (total - s0) / ops.maximum(n - n0, 1e-6)
     between = w0 * (1.0 - w0) * ops.square(mu0 - mu1)
-    return ops.take(t[0, 0], ops.argmax(between, axis=1))
+    # threshold between level i and i + 1: a pixel is "below" when its level is <= i
+    return (ops.cast(ops.argmax(between, axis=1), "float32") + 1.0) / LEVELS
+
+
+def _max_filter(x, k: int):
+    """k x k moving maximum ("same" size), as two 1-D passes (a 2-D window is k / 2 times slower)."""
+    return ops.max_pool(ops.max_pool(x, (k, 1), strides=1, padding="same"), (1, k), strides=1, padding="same")
 
 
 def _enclosed(body, axis: int, wall: float):
@@ -131,7 +143,7 @@ def lung_mask(x):
     # dark for its surroundings: a black top-hat (grey closing minus the image) over a window
     # wider than a lung, thresholded by Otsu over the pixels inside the body
     k = CLOSING
-    closed = -ops.max_pool(-ops.max_pool(small, k, strides=1, padding="same"), k, strides=1, padding="same")
+    closed = -_max_filter(-_max_filter(small, k), k)
     hat = ops.clip(closed - small, 0.0, 1.0)
     hat = hat / ops.maximum(ops.max(hat * inside, axis=(1, 2, 3), keepdims=True), 1e-3)
     hat = ops.clip(hat, 0.0, 1.0)
@@ -139,7 +151,7 @@ def lung_mask(x):
     threshold = ops.reshape(_otsu(ops.reshape(hat, (batch, -1)), flat_inside), (-1, 1, 1, 1))
     lungs = ops.cast(hat > threshold, "float32") * inside
     # an opening drops what is thinner than a lung: gaps between ribs, stripes along edges
-    opened = ops.max_pool(-ops.max_pool(-lungs, OPENING, strides=1, padding="same"), OPENING, strides=1, padding="same")
+    opened = _max_filter(-_max_filter(-lungs, OPENING), OPENING)
     return opened, spread
 
 
