@@ -10,19 +10,22 @@ JAX, the same in training and inference because it is a layer of the saved ``.ke
 
 1. each image is resized to a ``WORK`` x ``WORK`` grid, stretched between its own 1st and 99th
    percentiles (of 4 x 4 block means) and smoothed (a 3 x 3 mean);
-2. *dark* pixels (air) are those at most the Otsu threshold of the image (computed on
-   ``LEVELS`` grey levels);
-3. the dark region connected to the image border is the air outside the body: it is found by
-   morphological reconstruction (a seed of dark border pixels, grown by ``RECONSTRUCT``
-   iterations of a 3 x 3 max-pool dilation masked by the dark pixels); to keep a lung that
-   touches the outside air through a thin dark gap (the neck, a narrow band at the edge), the
-   growth runs in the dark mask *eroded* once, and the grown region is dilated back at the end;
-4. what stays dark inside the body is the lungs; the box spans the central ``MASS`` share of the
-   lung pixels along each axis (robust to stray dark pixels), widened by ``MARGIN`` of its size
-   on each side;
-5. a box that is implausible (lung pixels under ``MIN_LUNG`` or over ``MAX_LUNG`` of the
-   image, a side under ``MIN_SIDE``, or a centre off the middle by more than ``MAX_OFFSET``)
-   falls back to the whole image: a failed segmentation can never destroy an image;
+2. the *body* is what is brighter than the air around it: a two-level Otsu threshold (the
+   image's own Otsu threshold splits bone and abdomen from lungs and air; Otsu again on the
+   dark side splits the air off);
+3. a pixel is *inside* the body when at least ``ENCLOSE`` of its row is body on its left and on
+   its right, and as much of its column above and below: air beside the chest, above the
+   shoulders and between arm and head is not inside, the lungs are;
+4. *dark* pixels are dark for their surroundings: a black top-hat (grey closing minus the
+   image) over a ``CLOSING`` window wider than one lung, thresholded by Otsu over the pixels
+   inside the body; lungs = dark and inside, then a binary opening (``OPENING``) drops thin
+   structures (gaps between ribs, stripes along edges);
+5. the box spans the central ``MASS`` share of the lung pixels along each axis (robust to
+   stray pixels); one that is implausible (a flat or noisy image, lung pixels under
+   ``MIN_LUNG`` or over ``MAX_LUNG`` of the image, a span under ``MIN_SIDE``, a centre off the
+   middle by more than ``MAX_OFFSET``) falls back to the whole image, so a failed
+   segmentation can never destroy an image; a plausible one grows by ``MARGIN`` (most at the
+   bottom, where the costophrenic recesses are bright) and to at least ``LEAST``;
 6. the box is cut out of the *input* image (full resolution) and resized back to the input
    size with bilinear sampling (``keras.ops.image.map_coordinates``, one box per image).
 
@@ -67,6 +70,11 @@ MARGIN = (0.05, 0.18, 0.25)
 #: centre: the lung fields of a chest film span at least that much, and the segmentation misses
 #: consolidated (white) lung and the bright lung periphery far more often than it adds
 LEAST = (0.55, 0.65)
+#: an image whose 1st-99th percentile range is under MIN_SPREAD grey levels (flat), or whose
+#: roughness is over MAX_ROUGH (noise; measured: real radiographs <= 0.12, phantoms <= 0.17,
+#: uniform or Gaussian noise >= 0.32) is not segmented: the box is the whole image
+MIN_SPREAD = 8.0
+MAX_ROUGH = 0.25
 #: plausibility bounds (shares of the image); outside them the box is the whole image
 MIN_LUNG, MAX_LUNG = 0.03, 0.60
 MIN_SIDE = 0.20  # of the lung pixels' span, before the margins
@@ -121,14 +129,19 @@ def _enclosed(body, axis: int, wall: float):
 
 
 def lung_mask(x):
-    """Per image, the dark pixels inside the body on the ``WORK`` grid: ``(B, WORK, WORK, 1)``
-    float 0/1, plus the image's dynamic range (for the flat-image fallback)."""
+    """Per image, the dark pixels inside the body on the ``WORK`` grid, ``(B, WORK, WORK, 1)``
+    float 0/1, and whether the image looks like a picture at all, ``(B,)`` bool (not flat, not
+    noise: the fallback's first test)."""
     x = ops.cast(x, "float32")
     if x.shape[-1] != 1:
         x = ops.mean(x, axis=-1, keepdims=True)
     small = ops.image.resize(x, (WORK, WORK), interpolation="bilinear", antialias=True)
     small, spread = _stretch(small)
-    small = ops.average_pool(small, 3, strides=1, padding="same")
+    smooth = ops.average_pool(small, 3, strides=1, padding="same")
+    # a radiograph on this grid is smooth; noise is not: mean |pixel - its 3 x 3 mean| / std
+    rough = ops.mean(ops.abs(small - smooth), axis=(1, 2, 3)) / ops.maximum(ops.std(small, axis=(1, 2, 3)), 1e-3)
+    picture = (spread > MIN_SPREAD) & (rough <= MAX_ROUGH)
+    small = smooth
     batch = ops.shape(small)[0]
     # the body: brighter than the air outside it. Two-level Otsu: the image's threshold splits
     # bright (bone, abdomen) from dark (lungs and air); the dark side's own threshold splits air
@@ -152,7 +165,7 @@ def lung_mask(x):
     lungs = ops.cast(hat > threshold, "float32") * inside
     # an opening drops what is thinner than a lung: gaps between ribs, stripes along edges
     opened = _max_filter(-_max_filter(-lungs, OPENING), OPENING)
-    return opened, spread
+    return opened, picture
 
 
 def _span(profile):
@@ -177,14 +190,14 @@ def lung_box(x):
     ``(top, left, bottom, right)`` as fractions of the image's height and width; the whole
     image ``(0, 0, 1, 1)`` where the segmentation is implausible. ``x``: ``(B, H, W, 1)``,
     0..255. One implementation for the layer and for Grad-CAM."""
-    mask, spread = lung_mask(x)
+    mask, picture = lung_mask(x)
     mask = mask[..., 0]
     share = ops.mean(mask, axis=(1, 2))
     top, bottom = _span(ops.sum(mask, axis=2))
     left, right = _span(ops.sum(mask, axis=1))
     height, width = bottom - top, right - left
     plausible = (
-        (spread > 8.0)  # not a flat image
+        picture
         & (share >= MIN_LUNG) & (share <= MAX_LUNG)
         & (height >= MIN_SIDE) & (width >= MIN_SIDE)
         & (ops.abs((top + bottom) / 2 - 0.5) <= MAX_OFFSET[0])
