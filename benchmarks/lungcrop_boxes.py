@@ -8,7 +8,7 @@ draws the first few images per source with their box (the docs figure:
 ``python benchmarks/lungcrop_boxes.py --figure docs/img/lungcrop.png``); ``--failures DIR``
 writes a sheet of the fallbacks to look at.
 
-    nice -n 10 python benchmarks/lungcrop_boxes.py --per-source 100
+    nice -n 10 python benchmarks/lungcrop_boxes.py   # 125 images per source (Figure1 has 55)
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ def sample(root: Path, per_source: int, seed: int) -> list[tuple[str, Path]]:
     return out
 
 
-def boxes_of(images: np.ndarray, batch: int = 64) -> np.ndarray:
-    from cxrtool.models.lungcrop import lung_box
+def boxes_of(images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes (N, 4) and whether each fell back to the whole image (N,)."""
+    from cxrtool.models.lungcrop import find_lung_box
 
-    return np.concatenate([np.asarray(lung_box(images[i:i + batch, ..., None].astype(np.float32)))
-                           for i in range(0, len(images), batch)])
+    found = [find_lung_box(images[i:i + batch, ..., None].astype(np.float32)) for i in range(0, len(images), batch)]
+    return np.concatenate([np.asarray(b) for b, _ in found]), np.concatenate([np.asarray(f) for _, f in found])
 
 
-def draw(items, images, boxes, path: Path, cols: int = 4, side: int = 256) -> None:
+def draw(items, images, boxes, fallback, path: Path, cols: int = 4, side: int = 256) -> None:
     """A grid of the images with their box (green; red when it fell back to the whole image)."""
     from PIL import Image, ImageDraw
 
@@ -55,10 +56,9 @@ def draw(items, images, boxes, path: Path, cols: int = 4, side: int = 256) -> No
     title_h = 22
     page = Image.new("RGB", (cols * side, rows * (side + title_h)), "white")
     font = _font(13, bold=False)
-    for i, ((name, p), img, box) in enumerate(zip(items, images, boxes)):
+    for i, ((name, p), img, box, fell_back) in enumerate(zip(items, images, boxes, fallback)):
         tile = Image.fromarray(img, "L").resize((side, side), Image.BILINEAR).convert("RGB")
         d = ImageDraw.Draw(tile)
-        fell_back = bool(np.allclose(box, [0, 0, 1, 1]))
         t, l, b, r = (float(v) * side for v in box)
         d.rectangle((l + 1, t + 1, r - 2, b - 2), outline=(230, 40, 40) if fell_back else (40, 230, 60), width=3)
         x, y = (i % cols) * side, (i // cols) * (side + title_h)
@@ -72,7 +72,7 @@ def draw(items, images, boxes, path: Path, cols: int = 4, side: int = 256) -> No
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sources", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sources")
-    ap.add_argument("--per-source", type=int, default=100)
+    ap.add_argument("--per-source", type=int, default=125)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", type=Path, help="draw the first --figure-per-source images of each source here")
@@ -84,27 +84,29 @@ def main() -> None:
 
     items = sample(args.sources, args.per_source, args.seed)
     images = np.stack([load_resized(p, args.size) for _, p in items])
-    boxes = boxes_of(images)
+    boxes, fallback = boxes_of(images)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    fallback = np.all(np.isclose(boxes, [0, 0, 1, 1]), axis=1)
+    whole = area > 0.999
     summary = {}
     for name in SOURCES:
         sel = np.array([n == name for n, _ in items])
         a = area[sel & ~fallback]
         summary[name] = {"images": int(sel.sum()), "fallback": round(float(fallback[sel].mean()), 3),
-                         "area_quartiles": [round(float(v), 3) for v in np.percentile(a, [5, 25, 50, 75, 95])] if len(a) else None}
+                         "whole_image": round(float(whole[sel].mean()), 3),
+                         "area_p5_p25_p50_p75_p95": [round(float(v), 3) for v in np.percentile(a, [5, 25, 50, 75, 95])] if len(a) else None}
     summary["all"] = {"images": len(items), "fallback": round(float(fallback.mean()), 3),
-                      "area_quartiles": [round(float(v), 3) for v in np.percentile(area[~fallback], [5, 25, 50, 75, 95])]}
+                      "whole_image": round(float(whole.mean()), 3),
+                      "area_p5_p25_p50_p75_p95": [round(float(v), 3) for v in np.percentile(area[~fallback], [5, 25, 50, 75, 95])]}
     print(json.dumps(summary, indent=2))
     if args.figure:
         pick = [i for name in SOURCES for i in [j for j, (n, _) in enumerate(items) if n == name][: args.figure_per_source]]
-        draw([items[i] for i in pick], images[pick], boxes[pick], args.figure)
+        draw([items[i] for i in pick], images[pick], boxes[pick], fallback[pick], args.figure, cols=args.figure_per_source)
     if args.failures:
         bad = list(np.flatnonzero(fallback))[:16]
         small = [i for i in np.argsort(area) if not fallback[i]][:8]
         for name, idx in (("fallbacks.png", bad), ("smallest.png", small)):
             if len(idx):
-                draw([items[i] for i in idx], images[idx], boxes[idx], args.failures / name)
+                draw([items[i] for i in idx], images[idx], boxes[idx], fallback[idx], args.failures / name)
 
 
 if __name__ == "__main__":

@@ -65,11 +65,12 @@ CLOSING = 25
 MASS = (0.01, 0.99)
 #: the box grows by these shares of its own side: (top, sides, bottom); the bottom most,
 #: since the costophrenic recesses behind the diaphragm dome are brighter than the lungs above
-MARGIN = (0.05, 0.18, 0.25)
-#: a box shorter (narrower) than this share of the image height (width) grows to it about its
-#: centre: the lung fields of a chest film span at least that much, and the segmentation misses
-#: consolidated (white) lung and the bright lung periphery far more often than it adds
-LEAST = (0.55, 0.65)
+MARGIN = (0.05, 0.18, 0.30)
+#: a box shorter (narrower) than this share of the image height (width) grows to it (sideways
+#: about its centre, downwards three times as much as upwards): the lung fields of a chest film
+#: span at least that much, and the segmentation misses consolidated (white) lung, the bright
+#: lung periphery and the bases far more often than it adds
+LEAST = (0.65, 0.65)
 #: an image whose 1st-99th percentile range is under MIN_SPREAD grey levels (flat), or whose
 #: roughness is over MAX_ROUGH (noise; measured: real radiographs <= 0.12, phantoms <= 0.17,
 #: uniform or Gaussian noise >= 0.32) is not segmented: the box is the whole image
@@ -80,7 +81,7 @@ MIN_LUNG, MAX_LUNG = 0.03, 0.60
 MIN_SIDE = 0.20  # of the lung pixels' span, before the margins
 #: the lung pixels' centre at most this far from the image centre, (down, across), shares of the
 #: side (lungs sit above the middle; one lung found alone sits far to the side)
-MAX_OFFSET = (0.25, 0.20)
+MAX_OFFSET = (0.20, 0.20)
 
 
 def _stretch(x):
@@ -176,11 +177,11 @@ def _span(profile):
     return start / WORK, stop / WORK
 
 
-def _grow(start, stop, least: float):
-    """``(start, stop)`` widened about its centre to at least ``least``, then moved (not
-    shrunk) back inside 0..1."""
-    extra = ops.maximum(least - (stop - start), 0.0) / 2
-    start, stop = start - extra, stop + extra
+def _grow(start, stop, least: float, before: float = 0.5):
+    """``(start, stop)`` widened to at least ``least`` (``before`` of the extra before the start,
+    the rest after the stop), then moved (not shrunk) back inside 0..1."""
+    extra = ops.maximum(least - (stop - start), 0.0)
+    start, stop = start - before * extra, stop + (1.0 - before) * extra
     start, stop = start - ops.maximum(stop - 1.0, 0.0), stop - ops.minimum(start, 0.0)
     return ops.maximum(start, 0.0), ops.minimum(stop, 1.0)
 
@@ -190,6 +191,12 @@ def lung_box(x):
     ``(top, left, bottom, right)`` as fractions of the image's height and width; the whole
     image ``(0, 0, 1, 1)`` where the segmentation is implausible. ``x``: ``(B, H, W, 1)``,
     0..255. One implementation for the layer and for Grad-CAM."""
+    return find_lung_box(x)[0]
+
+
+def find_lung_box(x):
+    """:func:`lung_box`'s boxes and, per image, whether it fell back to the whole image
+    (``(B,)`` bool; a plausible box can also grow to the whole image)."""
     mask, picture = lung_mask(x)
     mask = mask[..., 0]
     share = ops.mean(mask, axis=(1, 2))
@@ -203,11 +210,11 @@ def lung_box(x):
         & (ops.abs((top + bottom) / 2 - 0.5) <= MAX_OFFSET[0])
         & (ops.abs((left + right) / 2 - 0.5) <= MAX_OFFSET[1])
     )
-    top, bottom = _grow(top - MARGIN[0] * height, bottom + MARGIN[2] * height, LEAST[0])
+    top, bottom = _grow(top - MARGIN[0] * height, bottom + MARGIN[2] * height, LEAST[0], before=0.25)
     left, right = _grow(left - MARGIN[1] * width, right + MARGIN[1] * width, LEAST[1])
     box = ops.stack([top, left, bottom, right], axis=1)
     whole = ops.convert_to_tensor([[0.0, 0.0, 1.0, 1.0]], dtype="float32")
-    return ops.stop_gradient(ops.where(plausible[:, None], box, whole))
+    return ops.stop_gradient(ops.where(plausible[:, None], box, whole)), ~plausible
 
 
 def crop_resize(x, box, size: tuple[int, int] | None = None):
@@ -258,4 +265,4 @@ class LungCrop(keras.layers.Layer):
         return config
 
 
-__all__ = ["CROP_MODES", "LungCrop", "check_crop", "crop_resize", "lung_box", "lung_mask"]
+__all__ = ["CROP_MODES", "LungCrop", "check_crop", "crop_resize", "find_lung_box", "lung_box", "lung_mask"]
