@@ -165,8 +165,8 @@ def test_lung_crop_shrinks_the_gap_left_by_a_planted_corner_marker(tmp_path):
     held out as the test split. A default model learns the marker (internal val accuracy far
     above held-out test accuracy); with --crop lungs the marker is cut away and the gap closes.
     Measured over seeds 0, 1, 2 (20 phantoms per class and source, 32 px, 8 epochs):
-    gap 0.42 / 0.47 / 0.58 without the crop, -0.02 / -0.08 / -0.03 with it; held-out accuracy
-    0.58 / 0.53 / 0.42 -> 0.93 / 0.87 / 0.90."""
+    gap 0.42 / 0.47 / 0.58 without the crop, 0.00 / -0.03 / -0.07 with it; held-out accuracy
+    0.58 / 0.53 / 0.42 -> 0.92 / 0.90 / 0.90."""
     from cxrtool.artifact import load_model
     from cxrtool.build import build_dataset
     from cxrtool.build.types import BuildOptions
