@@ -189,3 +189,26 @@ def test_lung_crop_shrinks_the_gap_left_by_a_planted_corner_marker(tmp_path):
     assert gap["none"] >= 0.25, gap  # it learned the marker
     assert gap["lungs"] <= gap["none"] - 0.2, gap
     assert external["lungs"] >= external["none"] + 0.2, external
+
+
+def test_ensemble_of_a_cropped_and_a_plain_member_predicts_and_explains(tmp_path):
+    """Each member keeps its own layer: the ensemble's probabilities are the members' mean, and
+    Grad-CAM maps the cropped member's heat through its box and the plain member's directly."""
+    from cxrtool.artifact import ModelInfo, load_model, save_model
+    from cxrtool.ensemble import build_ensemble
+    from cxrtool.gradcam import explain
+    from cxrtool.inference import predict_images
+    from cxrtool.models import build_model
+
+    paths = []
+    for crop in ("lungs", "none"):
+        model = build_model("cnn", image_size=32, weights="none", augment={}, crop=crop, seed=1)
+        paths.append(save_model(model, tmp_path / f"{crop}.keras",
+                                ModelInfo(architecture="cnn", image_size=32, gradcam_layer="feature_map")))
+    ens = load_model(build_ensemble(paths, out=tmp_path / "ens.keras").model_path)
+    images = [make_phantom(LABELS[i % 3], 40 + i, 32) for i in range(2)]
+    members = [predict_images(load_model(p), images) for p in paths]
+    np.testing.assert_allclose(predict_images(ens, images), np.mean(members, axis=0), atol=1e-5)
+    maps = explain(ens, images)
+    assert [m["cropped"] for m in maps[0].members] == [True, False]
+    assert all(np.isfinite(m.heatmap).all() and m.heatmap.shape == (32, 32) for m in maps)
