@@ -27,6 +27,7 @@ EPILOG = (
     "  cxrtool train data/ --model cnn --sampling source-balanced    # every source equally often within a class\n\n"
     "  cxrtool train data/ --model cnn --no-calibrate               # keep the raw softmax (no temperature)\n\n"
     "  cxrtool train data/ --model cnn --normalize equalize --acquisition light   # robustness to new hospitals\n\n"
+    "  cxrtool train data/ --model cnn --crop lungs              # the network sees the lung fields only\n\n"
     "The model is saved as MODELS_DIR/NAME.keras (default ./models or $CXRTOOL_MODELS), with "
     "NAME.log.csv and NAME.curves.png next to it; its path is printed on stdout."
 )
@@ -77,6 +78,10 @@ def train(
     window_high: Annotated[float, typer.Option(help="--normalize window: upper percentile, e.g. --window-high 98.")] = 99.0,
     clahe_tiles: Annotated[int, typer.Option(help="--normalize clahe: tiles per side, e.g. --clahe-tiles 4.")] = 8,
     clahe_clip: Annotated[float, typer.Option(help="--normalize clahe: clip limit, e.g. --clahe-clip 3.")] = 2.0,
+    crop: Annotated[str, typer.Option(
+        help="Crop each image to its lung fields inside the model, before augmentation (classical image "
+             "processing, no downloaded weights; an implausible box falls back to the whole image; "
+             "predict/evaluate/gradcam apply it too): none or lungs, e.g. --crop lungs.")] = "none",
     precision: Annotated[str, typer.Option(help="float32 or mixed (bfloat16 compute, float32 weights).")] = "float32",
     devices: Annotated[str, typer.Option(help="all or N: data-parallel over the local accelerators.")] = "all",
     coordinator: Annotated[Optional[str], typer.Option(help="Multi-host: coordinator HOST:PORT \\[env KERAS_DISTRIBUTION_JOB_ADDRESSES].")] = None,
@@ -107,7 +112,7 @@ def train(
         class_weight=class_weight, sampling=sampling, calibrate=calibrate, augment=augment, rotation=rotation,
         shift=shift, zoom=zoom, brightness=brightness, contrast=contrast, flip=flip, acquisition=acquisition,
         normalize=normalize, window_low=window_low, window_high=window_high, clahe_tiles=clahe_tiles,
-        clahe_clip=clahe_clip, precision=precision,
+        clahe_clip=clahe_clip, crop=crop, precision=precision,
         devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id,
         resume=resume, fresh=fresh, keep_checkpoints=keep_checkpoints, checkpoint_every=checkpoint_every,
         cache=cache, steps_per_epoch=steps_per_epoch, patch_size=patch_size, vit_layers=vit_layers,
@@ -171,6 +176,7 @@ def _render(result) -> None:
     t.add_row("image size / batch", f"{result.info.image_size} / {opts.get('batch_size')}")
     t.add_row("weights", str(opts.get("weights")))
     t.add_row("normalize / acquisition", f"{opts.get('normalize', 'none')} / {opts.get('acquisition', 'none')}")
+    t.add_row("crop", str(opts.get("crop", "none")))
     t.add_row("train images", ", ".join(f"{k} {v}" for k, v in result.counts.get("train", {}).items()))
     t.add_row("stopped early", "yes" if result.stopped_early else "no")
     cal = result.info.training.get("calibration")

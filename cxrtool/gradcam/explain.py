@@ -5,6 +5,11 @@ For a single model the CAM runs on the model's input (the training resize) and t
 is upsampled smoothly to the image and scaled to 0..1 (:func:`normalise_map`). An ensemble's map is the weighted
 mean of its members' normalised maps, each computed on exactly the input the member sees
 inside the ensemble, for the class the *ensemble* predicts (or the one asked for).
+
+A model trained with ``--crop lungs`` sees only its lung box, so its grid map lives in crop
+coordinates: it is resized into the box (:func:`cropped_boxes` recomputes the box with the
+model's own :func:`~cxrtool.models.lungcrop.lung_box`) and is zero outside it, so overlays and
+the border/text heat shares of ``evaluate --attention`` are in the original image's coordinates.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CxrError, UsageError
-from ..models.names import LOGITS_LAYER
+from ..models.names import CROP_LAYER, LOGITS_LAYER
 from .methods import make_cam
 
-__all__ = ["Explanation", "class_index", "explain", "normalise_map", "upsample_map"]
+__all__ = ["Explanation", "class_index", "cropped_boxes", "explain", "normalise_map", "place_map", "upsample_map"]
 
 
 @dataclass
@@ -34,6 +39,9 @@ class Explanation:
     layer: str  # target layer (for an ensemble: "member:layer, ...")
     grid: tuple[int, int]  # the target layer's grid (h, w)
     members: list[dict] = field(default_factory=list)
+    #: the lung box the model cropped to, (top, left, bottom, right) as fractions of the image
+    #: (``--crop lungs`` models only; None: the model saw the whole image)
+    box: tuple[float, float, float, float] | None = None
 
 
 def upsample_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -45,6 +53,41 @@ def upsample_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
         return cam.copy()
     im = Image.fromarray(np.ascontiguousarray(cam), mode="F").resize((int(width), int(height)), Image.BICUBIC)
     return np.maximum(np.asarray(im, dtype=np.float32), 0.0)
+
+
+def place_map(cam: np.ndarray, height: int, width: int, box=None) -> np.ndarray:
+    """A grid map at the image's resolution: upsampled to ``(height, width)``, or, for a model
+    that cropped to ``box`` (fractions ``(top, left, bottom, right)``), upsampled into that box
+    of the image and zero outside it."""
+    if box is None:
+        return upsample_map(cam, height, width)
+    top, bottom = _pixels(box[0], box[2], height)
+    left, right = _pixels(box[1], box[3], width)
+    out = np.zeros((height, width), np.float32)
+    out[top:bottom, left:right] = upsample_map(cam, bottom - top, right - left)
+    return out
+
+
+def _pixels(start: float, stop: float, side: int) -> tuple[int, int]:
+    a = min(max(int(round(float(start) * side)), 0), side - 1)
+    return a, min(max(int(round(float(stop) * side)), a + 1), side)
+
+
+def cropped_boxes(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray | None:
+    """The lung boxes a ``--crop lungs`` model cuts from its input ``x`` ``(N, S, S, 1)``
+    (``(N, 4)``, see :func:`~cxrtool.models.lungcrop.lung_box`), or None for a model without
+    the crop."""
+    try:
+        layer = model.get_layer(CROP_LAYER)
+    except ValueError:
+        return None
+    if getattr(layer, "mode", "none") == "none":
+        return None
+    from ..models.lungcrop import lung_box
+
+    x = np.asarray(x, dtype=np.float32)
+    return np.concatenate([np.asarray(lung_box(x[i:i + batch_size]), dtype=np.float32)
+                           for i in range(0, len(x), batch_size)])
 
 
 def normalise_map(cam: np.ndarray) -> np.ndarray:
@@ -91,17 +134,20 @@ def explain(loaded, images: Sequence[np.ndarray], *, layer: str | None = None, c
         cams[key] = make_cam(method, loaded.model, layer, logits_layer=info.logits_layer or LOGITS_LAYER, info=info,
                              batch_size=batch_size)
     cam = cams[key]
-    result = cam(model_input(images, info.image_size), target)
+    x = model_input(images, info.image_size)
+    result = cam(x, target)
+    boxes = cropped_boxes(loaded.model, x)
     out = []
     for i, img in enumerate(images):
         h, w = img.shape[:2]
-        heat = normalise_map(upsample_map(result.maps[i], h, w))
+        box = None if boxes is None else tuple(float(v) for v in boxes[i])
+        heat = normalise_map(place_map(result.maps[i], h, w, box))
         out.append(_explanation(heat, result.probabilities[i], int(result.class_index[i]), classes, cam.layer,
-                                result.maps[i].shape))
+                                result.maps[i].shape, box=box))
     return out
 
 
-def _explanation(heat, probs, target_index, classes, layer, grid, members=()) -> Explanation:
+def _explanation(heat, probs, target_index, classes, layer, grid, members=(), box=None) -> Explanation:
     probs = np.asarray(probs, dtype=np.float64)
     top = int(np.argmax(probs))
     return Explanation(
@@ -114,6 +160,7 @@ def _explanation(heat, probs, target_index, classes, layer, grid, members=()) ->
         layer=layer,
         grid=(int(grid[0]), int(grid[1])),
         members=list(members),
+        box=box,
     )
 
 
@@ -162,12 +209,15 @@ def _explain_ensemble(loaded, images, *, layer, target, method, batch_size, cams
             except UsageError as exc:
                 raise UsageError(f"ensemble member {minfo.get('name', k)}: {exc}") from None
         cam = cams[key]
-        res = cam(_member_input(loaded, minfo, member, x, images), chosen)
+        xm = _member_input(loaded, minfo, member, x, images)
+        res = cam(xm, chosen)
+        boxes = cropped_boxes(member, xm)  # each member crops (or not) on its own
         for i, img in enumerate(images):
             h, w = img.shape[:2]
-            heats[i] += (weight / total) * normalise_map(upsample_map(res.maps[i], h, w))
+            box = None if boxes is None else boxes[i]
+            heats[i] += (weight / total) * normalise_map(place_map(res.maps[i], h, w, box))
         used.append({"name": minfo.get("name", f"member_{k}"), "layer": cam.layer, "weight": weight / total,
-                     "grid": list(res.maps.shape[1:])})
+                     "grid": list(res.maps.shape[1:]), "cropped": boxes is not None})
     layer_text = ", ".join(f"{m['name']}:{m['layer']}" for m in used)
     return [
         _explanation(normalise_map(heats[i]), probs[i], int(chosen[i]), classes, layer_text,

@@ -180,7 +180,7 @@ def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, sav
     flat = is_flat(ex.heatmap)
     overlay = render_overlay(pixels, ex.heatmap, label=ex.label, probability=ex.probability, target=ex.target,
                              target_probability=ex.target_probability, layer=ex.layer if len(ex.layer) <= 40 else None,
-                             flat=flat, **style)
+                             flat=flat, box=ex.box, **style)
     _save_png(overlay, target)
     raw = None
     if save_raw:

@@ -35,6 +35,7 @@ MIN_DISPLAY_SIDE = 256
 #: Contact sheet cell (px): 3.2 x 3.5 inches at 100 dpi, as the matplotlib version drew it.
 CELL_W, CELL_H = 320, 350
 THUMB = 304  # largest thumbnail side inside a cell
+BOX_COLOUR = (0, 220, 255)  # the lung-crop box outline
 
 #: A map whose values all lie within this fraction of its maximum is flat: over such a range
 #: the 256-step colour map moves by at most ~3 steps, i.e. it would paint one uniform colour.
@@ -185,13 +186,16 @@ def render_overlay(
     colorbar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
     flat: bool = False,
+    box: Sequence[float] | None = None,
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
     image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth).
     ``flat`` (:func:`gradcam_files` passes :func:`is_flat` of the map): draw the X-ray alone,
     say so in the caption, and put a plain panel where the colour bar goes (same size, so
-    overlays line up); otherwise the map is painted as given, even an all-zero one."""
+    overlays line up); otherwise the map is painted as given, even an all-zero one.
+    ``box`` (fractions ``(top, left, bottom, right)``): the lung box a ``--crop lungs`` model
+    saw, outlined thinly in cyan (a colour the inferno map does not use)."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -207,6 +211,10 @@ def render_overlay(
         body = Image.fromarray(blend(gray, heatmap, alpha=alpha, cmap=cmap), "RGB")
     H, W = gray.shape
     short = min(H, W)
+    if box is not None:
+        top, left, bottom, right = (float(v) for v in box)
+        ImageDraw.Draw(body).rectangle((left * W, top * H, right * W - 1, bottom * H - 1), outline=BOX_COLOUR,
+                                       width=max(1, round(short * 0.006)))
     if flat:
         _flat_caption(body, f"{label}  {probability:.3f}", short)
         if not colorbar:

@@ -9,6 +9,7 @@ Modules, by job:
 * :mod:`~cxrtool.models.layers`   the registered custom layers (imports Keras)
 * :mod:`~cxrtool.models.robustness` the ``--normalize`` modes and ``--acquisition`` levels (no Keras)
 * :mod:`~cxrtool.models.normalize` the per-image intensity normalisation layer (imports Keras)
+* :mod:`~cxrtool.models.lungcrop` the lung-field crop layer and :func:`lung_box` (imports Keras)
 * :mod:`~cxrtool.models.acquisition` acquisition shifts as tensor functions, for ``Augment`` (imports Keras)
 * :mod:`~cxrtool.models.applications`, :mod:`~cxrtool.models.cnn`, :mod:`~cxrtool.models.vit`
   one backbone builder each (``build_backbone``; import Keras)
@@ -21,6 +22,7 @@ from __future__ import annotations
 from .build import backbone_layer_names, build_model
 from .names import (
     AUGMENT_LAYER,
+    CROP_LAYER,
     DROPOUT_LAYER,
     HEAD_LAYERS,
     IMAGE_LAYER,
@@ -46,6 +48,7 @@ from .weights import normalise_weights
 __all__ = [
     "ARCHITECTURES",
     "AUGMENT_LAYER",
+    "CROP_LAYER",
     "ArchSpec",
     "DROPOUT_LAYER",
     "HEAD_LAYERS",

@@ -1,6 +1,7 @@
 """Build a classifier: the same flat graph around every architecture's backbone.
 
-``image`` (input, raw grayscale ``(None, S, S, 1)`` float32 in 0..255) -> ``augment``
+``image`` (input, raw grayscale ``(None, S, S, 1)`` float32 in 0..255) -> ``lung_crop``
+(the lung-field crop, only when asked) -> ``augment``
 (training only) -> ``normalize`` (per-image intensity normalisation, only when asked) -> ``preprocess`` (resize, gray to the backbone's channels, its scaling) ->
 backbone ... ``<gradcam_layer>`` -> ``avg_pool`` -> ``head_dropout`` -> ``logits``
 (pre-softmax scores) -> ``probs`` (softmax, float32) -> ``cxrtool_info`` (identity carrying
@@ -20,6 +21,7 @@ from typing import Any
 from ..labels import CLASSES
 from .names import (
     AUGMENT_LAYER,
+    CROP_LAYER,
     DROPOUT_LAYER,
     HEAD_LAYERS,
     IMAGE_LAYER,
@@ -43,6 +45,7 @@ def build_model(
     dropout: float = 0.3,
     augment: dict | None = None,
     normalize: dict | None = None,
+    crop: str = "none",
     seed: int | None = None,
     **options: Any,
 ) -> Any:
@@ -53,7 +56,8 @@ def build_model(
     :mod:`cxrtool.models.weights`). ``augment``: keyword arguments of
     :class:`~cxrtool.models.layers.Augment`, or None for no augmentation layer. ``normalize``:
     keyword arguments of :class:`~cxrtool.models.normalize.Normalize` (``mode``, ``low``,
-    ``high``), or None (or mode "none") for no normalisation layer.
+    ``high``), or None (or mode "none") for no normalisation layer. ``crop``: "lungs" puts a
+    :class:`~cxrtool.models.lungcrop.LungCrop` layer first, "none" (default) leaves it out.
     ``options``: architecture options (ViT: patch_size, vit_layers, vit_dim, vit_heads, vit_mlp).
     Every bad choice is a :class:`~cxrtool.errors.CxrError` before anything is built.
     """
@@ -71,6 +75,8 @@ def build_model(
 
     inputs = keras.Input((size, size, 1), dtype="float32", name=IMAGE_LAYER)
     x = inputs
+    if crop != "none":
+        x = L.LungCrop(crop, name=CROP_LAYER)(x)
     if augment is not None:
         x = L.Augment(**augment, seed=seed, name=AUGMENT_LAYER)(x)
     if normalize and normalize.get("mode", "none") != "none":

@@ -12,6 +12,7 @@ import math
 
 from ..backend import import_keras
 from . import acquisition
+from .lungcrop import LungCrop  # registered with the other cxrtool layers
 from .normalize import Normalize  # registered with the other cxrtool layers
 
 keras = import_keras()
@@ -313,6 +314,7 @@ class Temperature(keras.layers.Layer):
 CUSTOM_OBJECTS = {
     "Preprocess": Preprocess,
     "Normalize": Normalize,
+    "LungCrop": LungCrop,
     "Augment": Augment,
     "PositionEmbedding": PositionEmbedding,
     "ModelInfoLayer": ModelInfoLayer,

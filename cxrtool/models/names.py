@@ -5,6 +5,7 @@ layers by these names; they are defined here once.
 """
 
 IMAGE_LAYER = "image"
+CROP_LAYER = "lung_crop"  # only in models trained with --crop lungs (cxrtool.models.lungcrop)
 AUGMENT_LAYER = "augment"
 NORMALIZE_LAYER = "normalize"  # only in models trained with --normalize other than none
 PREPROCESS_LAYER = "preprocess"
@@ -18,7 +19,7 @@ INFO_LAYER = "cxrtool_info"
 #: The layers around the backbone: never a Grad-CAM target, never part of the backbone.
 HEAD_LAYERS = frozenset(
     {
-        IMAGE_LAYER, AUGMENT_LAYER, NORMALIZE_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER,
+        IMAGE_LAYER, CROP_LAYER, AUGMENT_LAYER, NORMALIZE_LAYER, PREPROCESS_LAYER, POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER,
         TEMPERATURE_LAYER, PROBS_LAYER, INFO_LAYER,
     }
 )

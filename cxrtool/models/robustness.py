@@ -2,12 +2,15 @@
 
 ``--normalize`` picks a :class:`~cxrtool.models.normalize.Normalize` mode; ``--acquisition``
 picks a level of bounded acquisition augmentation, applied by the training-only
-:class:`~cxrtool.models.layers.Augment` layer (see :mod:`cxrtool.models.acquisition`).
+:class:`~cxrtool.models.layers.Augment` layer (see :mod:`cxrtool.models.acquisition`);
+``--crop`` picks a :class:`~cxrtool.models.lungcrop.LungCrop` mode.
 """
 
 from __future__ import annotations
 
 NORMALIZE_MODES = ("none", "standardize", "window", "equalize", "clahe")
+#: ``--crop``: none, or the lung-field crop of :mod:`cxrtool.models.lungcrop`
+CROP_MODES = ("none", "lungs")
 
 #: Bounds of the acquisition transforms per ``--acquisition`` level (0 turns a transform off).
 #: gamma: |log gamma| <= value; blur: Gaussian sigma in px (blended in with weight U(0, 1));
@@ -30,4 +33,10 @@ def check_normalize(mode: str, low: float = 1.0, high: float = 99.0) -> None:
         raise ValueError(f"window percentiles must satisfy 0 <= low < high <= 100, got {low:g}, {high:g}")
 
 
-__all__ = ["ACQUISITION_LEVELS", "NORMALIZE_MODES", "check_normalize"]
+def check_crop(mode: str) -> None:
+    """A ``ValueError`` for an unknown ``--crop`` mode."""
+    if mode not in CROP_MODES:
+        raise ValueError(f"unknown crop {mode!r}; expected one of {', '.join(CROP_MODES)}")
+
+
+__all__ = ["ACQUISITION_LEVELS", "CROP_MODES", "NORMALIZE_MODES", "check_crop", "check_normalize"]

@@ -198,7 +198,7 @@ def _initial_model(plan: RunPlan, o: TrainOptions, classes: tuple[str, ...], see
         say(f"building {plan.spec.name} ({plan.size}x{plan.size}, weights {plan.weights})")
         model = build_model(
             plan.spec.name, image_size=plan.size, weights=plan.weights, classes=classes, dropout=o.dropout,
-            augment=o.augment_config(), normalize=o.normalize_config(), seed=seed, **plan.arch_options,
+            augment=o.augment_config(), normalize=o.normalize_config(), crop=o.crop, seed=seed, **plan.arch_options,
         )
     if o.bn_momentum is not None:
         _set_bn_momentum(model, o.bn_momentum)
@@ -351,7 +351,8 @@ def _set_trainable(model, backbone: set[str], phase: str, *, keep_bn_frozen: boo
 
 def _preprocessing_record(spec: ArchSpec, size: int, o: TrainOptions) -> dict:
     normalize = o.normalize_config() or {"mode": "none"}
-    steps = ["augment (training only)"]
+    steps = [f"crop: {o.crop} (lung fields, cxrtool.models.lungcrop)"] if o.crop != "none" else []
+    steps.append("augment (training only)")
     if normalize["mode"] != "none":
         steps.append(f"normalize: {normalize['mode']} (per image, to 0..255)")
     return {
@@ -363,6 +364,7 @@ def _preprocessing_record(spec: ArchSpec, size: int, o: TrainOptions) -> dict:
         "scaling": spec.scaling,
         "channels": spec.channels,
         "normalize": normalize,
+        "crop": o.crop,
         "acquisition": o.acquisition if o.augment else "none",
     }
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from ..models.registry import arch_options
-from ..models.robustness import ACQUISITION_LEVELS, NORMALIZE_MODES, check_normalize
+from ..models.robustness import ACQUISITION_LEVELS, CROP_MODES, NORMALIZE_MODES, check_normalize
 
 MONITORS = ("val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed")
@@ -62,6 +62,8 @@ class TrainOptions:
     window_high: float = 99.0
     clahe_tiles: int = 8  # --normalize clahe: tiles per side (OpenCV's default)
     clahe_clip: float = 2.0  # --normalize clahe: clip limit (OpenCV's default)
+    #: lung-field crop inside the model, before augmentation (cxrtool.models.lungcrop)
+    crop: str = "none"  # none | lungs
     # hardware
     precision: str = "float32"  # float32 | mixed (bfloat16)
     devices: str | int = "all"  # all | N local devices (data parallel when > 1)
@@ -114,6 +116,8 @@ class TrainOptions:
             check_normalize(self.normalize, self.window_low, self.window_high)
         except ValueError as exc:
             raise UsageError(f"--window-low/--window-high: {exc}") from None
+        if self.crop not in CROP_MODES:
+            raise UsageError(f"--crop must be one of {', '.join(CROP_MODES)}")
         if self.clahe_tiles < 1 or not self.clahe_clip > 0:
             raise UsageError("--clahe-tiles must be at least 1 and --clahe-clip positive")
 
