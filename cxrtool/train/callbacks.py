@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..atomic import atomic_path
 from ..progress import ProgressFn, report
 from .curves import write_log_csv
 from .options import TrainOptions
@@ -97,7 +98,9 @@ def make_monitor(
             state["history"].append(row)
             decision = track_epoch(state, options, epoch + 1, logs.get(options.monitor, math.nan), lr)
             if decision.improved and is_chief:
-                self.model.save_weights(files.best_weights)
+                # atomically: an interrupt in the middle must not leave a truncated HDF5 file
+                with atomic_path(files.best_weights, suffix=".weights.h5") as tmp:
+                    self.model.save_weights(tmp)
             if decision.new_lr is not None:
                 self.model.optimizer.learning_rate = decision.new_lr
             if decision.stop:
