@@ -278,6 +278,9 @@ def _fit_phases(keras, model, plan: RunPlan, o: TrainOptions, state: dict, feede
             validation_batch_size=val_batch,
             callbacks=callbacks,
             verbose=0,
+            # the feeder already draws each epoch's order from (seed, epoch); Keras' own batch
+            # shuffle uses the global RNG, whose position a resumed run cannot restore
+            shuffle=False,
         )
         start_epoch = int(state["epoch"])
         if state.get("stopped_early"):
