@@ -45,7 +45,8 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
-_state: dict = {"signum": None, "armed": False, "advice": None, "reported": False, "pid": None}
+_state: dict = {"signum": None, "armed": False, "advice": None, "reported": False, "pid": None,
+                "resent": 0}
 _report_lock = threading.Lock()
 _pipe: tuple[int, int] | None = None  # (read, write) of the wakeup pipe; one watchdog per process
 
@@ -99,6 +100,11 @@ def advice(describe: Callable[[], str]) -> Iterator[None]:
             _state["advice"] = previous
 
 
+#: Functions in which an exception is printed and dropped ("Exception ignored in"): logging's
+#: fork hooks (a pool forking its workers) and finalizers. A signal landing there is sent again.
+_NO_RAISE = frozenset({"_acquireLock", "_releaseLock", "_after_at_fork_child_reinit_locks", "__del__"})
+
+
 def _handler(signum, frame) -> None:
     if os.getpid() != _state["pid"]:  # a forked worker before its initializer ran
         if signum == signal.SIGTERM:
@@ -106,6 +112,10 @@ def _handler(signum, frame) -> None:
         return
     if _state["signum"] is not None:
         return  # the second one: the watchdog ends the process; never raise into cleanup code
+    if frame is not None and frame.f_code.co_name in _NO_RAISE:
+        _state["resent"] += 1
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     _state["signum"] = signum
     raise Interrupted(signum)
 
@@ -157,6 +167,8 @@ def _watchdog(read_fd: int) -> None:
                 continue
             if first is None:
                 first = (signum, time.monotonic())
+            elif _state["resent"] > 0:  # our own resend (see _handler), not a second signal
+                _state["resent"] -= 1
             else:  # a second signal: stop now
                 _end(first[0])
 
@@ -189,7 +201,7 @@ def handling() -> Iterator[None]:
         return
     write_fd = _start_watchdog()
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _state.update(signum=None, armed=True, reported=False, advice=None, pid=os.getpid())
+    _state.update(signum=None, armed=True, reported=False, advice=None, pid=os.getpid(), resent=0)
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     try:
         for s in SIGNALS:

@@ -140,8 +140,8 @@ def test_a_second_train_of_the_same_model_file_is_refused_while_the_first_runs(d
     wait_for_line(first, lambda line: line.startswith("training cnn"), seen)
     second = subprocess.run([*CLI, *args, "--fresh"], cwd=tmp_path, capture_output=True, text=True, timeout=HANG)
     first.send_signal(signal.SIGTERM)
-    code, _, _ = finish(first, seen)
-    assert code == 143
+    code, _, err = finish(first, seen)
+    assert code == 143, err
     assert second.returncode == 1 and second.stdout == ""
     [line] = error_lines(second.stderr)
     assert line == (f"error: {model}: another cxrtool run (process {first.pid}) is writing it "
@@ -175,7 +175,7 @@ def test_a_signal_during_a_long_xla_computation_ends_the_process_after_the_grace
     wait_for_line(proc, lambda line: line.strip() == "inside", seen)  # the main thread is inside XLA now
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc, seen)
-    assert code == 143
+    assert code == 143, err
     assert error_lines(err) == ["error: interrupted (SIGTERM)"]
     assert "unwound" not in err  # ended by the watchdog, not by the handler
 
