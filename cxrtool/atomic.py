@@ -185,3 +185,26 @@ def _relative(name, folder: Path) -> str | None:
         return None
     rel = os.path.relpath(os.path.abspath(os.fsdecode(name)), os.path.abspath(folder))
     return "" if rel == "." else rel
+
+
+@contextmanager
+def staged_files(folder: str | Path, *, last: str) -> Iterator[Path]:
+    """Yield an empty hidden sibling folder of FOLDER; on success its files move into FOLDER.
+
+    For result folders that may already hold files (``evaluate --out``): while the files are
+    written nothing in FOLDER changes, so an interrupted run leaves the previous results
+    whole. Publishing removes FOLDER/LAST first and moves it in last: FOLDER without LAST is
+    unfinished, with LAST it is complete. Plain files only (no sub-folders).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staged-", dir=folder.parent))
+    try:
+        yield tmp
+        folder.mkdir(exist_ok=True)
+        (folder / last).unlink(missing_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != last)
+        for name in [*names, last] if (tmp / last).exists() else names:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

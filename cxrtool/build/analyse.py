@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..errors import ImageLoadError
 from ..imageio import read_image
+from ..interrupts import quiet_worker
 from ..inputs import resize_image
 from ..progress import ProgressFn, report
 from ..workers import default_workers
@@ -85,7 +86,7 @@ def analyse_files(
             results.append(_analyse_task(task))
             report(progress, "analyse", len(results), total)
         return results
-    with _pool_context().Pool(workers) as pool:
+    with _pool_context().Pool(workers, initializer=quiet_worker) as pool:  # Ctrl-C: no traceback per worker
         for result in pool.imap(_analyse_task, tasks, chunksize=32):
             results.append(result)
             report(progress, "analyse", len(results), total)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from .. import console
+from .. import console, interrupts
 from ..atomic import oserrors, write_cause
 from ..errors import CxrError
 from .app import app, state
@@ -39,26 +39,42 @@ def _lift_global_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns (and, as a console script, exits with) 0, 1 or 2."""
+    """Run the CLI; returns (and, as a console script, exits with) 0, 1 or 2, or 130/143 when
+    SIGINT/SIGTERM stopped it (one ``error: interrupted ...`` line, see :mod:`cxrtool.interrupts`)."""
     args = _lift_global_flags(list(sys.argv[1:] if argv is None else argv))
+    state["argv"] = args
+    with interrupts.handling():
+        code = _run_app(args)
+        if interrupts.received() is not None:  # whatever the command made of it (Typer's 130, a pool error)
+            interrupts.report()
+            return interrupts.exit_code(interrupts.received())
+    return code
+
+
+def _run_app(args: list[str]) -> int:
     try:
         # standalone mode: Typer itself prints usage errors and exits 2, --help/--version exit 0
         app(args=args, prog_name="cxrtool")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:  # without a signal handler of ours (a library raised it)
+        if interrupts.received() is None:
+            console.error("interrupted")
+        return 130
     except CxrError as exc:
+        if interrupts.received() is not None:
+            return 1
         if state["debug"]:
             traceback.print_exc()
         console.error(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        console.error("interrupted")
-        return 130
     except BrokenPipeError:  # `cxrtool ... | head` closed the pipe: not an error
         silence_stdout()
         return 0
     except Exception as exc:  # a bug: one line, traceback on --debug
+        if interrupts.received() is not None:  # a consequence of the interrupt (a pool torn down)
+            return 1
         if state["debug"]:
             traceback.print_exc()
         cause = write_cause(exc, under=())  # a full or read-only disk that no helper named: still not a bug
@@ -72,4 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if interrupts.received() is not None:
+        # end now: worker threads with queued work would otherwise delay the exit at shutdown
+        interrupts.hard_exit(code)
+    sys.exit(code)

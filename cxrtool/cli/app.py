@@ -28,8 +28,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-#: Set by the global callback; read by main() to decide whether to show tracebacks.
-state = {"debug": False}
+#: "debug": set by the global callback (main() shows tracebacks); "argv": the arguments main() ran
+#: with (train repeats them in its --resume advice after an interrupt).
+state: dict = {"debug": False, "argv": []}
 
 
 def _version(value: bool) -> None:

@@ -3,6 +3,7 @@ draws its progress events as bars and its report as tables on stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +15,7 @@ from rich.table import Table
 from ..labels import CLASSES
 from ..console import err, progress, warn
 from ..errors import UsageError
+from ..locks import hold
 from .app import app
 from .output import reader_may_leave
 
@@ -108,6 +110,7 @@ def build_dataset(
     """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
     from ..build import BuildOptions, Thresholds
     from ..build import build_dataset as build
+    from ..build.pipeline import check_paths
     from ..build.split import parse_split
     from ..build.types import COPY_MODES
 
@@ -140,7 +143,9 @@ def build_dataset(
         test_sources=tuple(test_source),
         allow_missing_class=allow_missing_class,
     )
-    with progress() as bar:
+    # one build per OUT at a time (a dry run writes nothing)
+    check_paths([Path(s) for s in srcs], Path(out), overwrite, dry_run)  # before the lock file: never in a SRC
+    with contextlib.nullcontext() if dry_run else hold(out), progress() as bar:
         tasks: dict[str, int] = {}
 
         def on_event(event: dict) -> None:

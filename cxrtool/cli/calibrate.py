@@ -41,9 +41,12 @@ def calibrate(
     if verify:
         verify_splits(data, ("val",))
     from ..evaluate.calibration import calibrate_model
+    from ..locks import hold
+    from ..resolve import resolve_model
 
-    result = calibrate_model(model, data, out=out, models_dir=models_dir, batch_size=batch_size,
-                             progress=lambda e: console.info(e["message"]) if "message" in e else None)
+    with hold(out if out is not None else resolve_model(model, models_dir)):  # one writer per model file
+        result = calibrate_model(model, data, out=out, models_dir=models_dir, batch_size=batch_size,
+                                 progress=lambda e: console.info(e["message"]) if "message" in e else None)
     r = result.record
     console.info(f"temperature {r['temperature']:.3f} on {r['n']} val images: ECE {r['val_ece_before']:.3f} -> "
                  f"{r['val_ece_after']:.3f}, log-loss {r['val_nll_before']:.4f} -> {r['val_nll_after']:.4f}"

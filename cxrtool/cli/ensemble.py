@@ -41,11 +41,14 @@ def ensemble(
     """Combine trained models into one ensemble model (mean or val-fitted weighted soft voting)."""
     from .. import console
     from ..ensemble import build_ensemble
+    from ..locks import hold
+    from ..resolve import model_path_for
 
-    result = build_ensemble(
-        members, name=name, method=method, data=data, models_dir=models_dir, out=out,
-        batch_size=batch_size, progress=lambda e: console.info(e["message"]) if "message" in e else None,
-    )
+    with hold(out or model_path_for(name, models_dir)):  # one writer per model file at a time
+        result = build_ensemble(
+            members, name=name, method=method, data=data, models_dir=models_dir, out=out,
+            batch_size=batch_size, progress=lambda e: console.info(e["message"]) if "message" in e else None,
+        )
     for member in result.info.extra["members"]:
         console.info(
             f"  {member['layer']}: {member['name']} ({member['architecture']}, {member['image_size']} px)  "

@@ -64,6 +64,7 @@ def evaluate(
     from ..errors import UsageError
     from ..evaluate import evaluate as run_evaluation
     from ..evaluate.outputs import markdown, to_json
+    from ..locks import hold
 
     if verify:
         if not (dataset / "manifest.csv").is_file():
@@ -81,7 +82,7 @@ def evaluate(
         name = dataset.resolve().name or "dataset"
         out = Path(f"eval-{name}-{split}" if (dataset / "manifest.csv").is_file() else f"eval-{name}")
 
-    with console.progress(transient=True) as bar:
+    with hold(out), console.progress(transient=True) as bar:  # one evaluation per --out folder at a time
         tasks: dict[str, int] = {}
 
         def on_event(event: dict) -> None:

@@ -101,9 +101,12 @@ def train(
     verify: VerifyOption = False,
 ) -> None:
     """Train one of the paper's models on a dataset made by `build-dataset`."""
-    from .. import console
+    from .. import console, interrupts
     from ..train import TrainOptions
     from ..train import train as run_training
+    from ..train.checkpoints import resume_advice
+    from ..train.loop import target_files
+    from .app import state
 
     options = TrainOptions(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, weights=weights, seed=seed,
@@ -150,11 +153,8 @@ def train(
                     f"val_acc {row.get('val_accuracy', float('nan')):.3f}  lr {row['lr']:.2g}  {row['seconds']:.1f}s{mark}"
                 )
 
-        try:
+        with interrupts.advice(lambda: resume_advice(target_files(model, models_dir, out), state["argv"])):
             result = run_training(dataset, model, options=options, models_dir=models_dir, out=out, progress=on_event)
-        except KeyboardInterrupt:
-            console.warn("training interrupted; the last checkpoint is kept: rerun the same command with --resume")
-            raise
 
     _render(result)
     typer.echo(str(result.model_path))

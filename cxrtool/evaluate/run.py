@@ -21,6 +21,7 @@ import numpy as np
 
 from .calibration import calibration_report, model_temperature
 from ..version import __version__
+from ..atomic import staged_files
 from ..errors import DatasetError, ModelFormatError, UsageError
 from ..progress import ProgressFn, report
 from .attention import attention_section, check_attention_options
@@ -177,7 +178,10 @@ def evaluate(
     if shift_section is not None:
         doc["shifts"] = shift_section
     if out is not None:
-        doc["files"] = write_outputs(doc, Path(out), kept, predictions, curves, attention_rows=attention_rows)
+        # written aside, then moved in with metrics.json last: an interrupted run leaves the
+        # previous results whole, and a folder without metrics.json is unfinished
+        with staged_files(out, last="metrics.json") as staging:
+            doc["files"] = write_outputs(doc, staging, kept, predictions, curves, attention_rows=attention_rows)
         report(progress, "write", 1, 1, message=f"wrote {Path(out)}")
     return doc
 

@@ -8,6 +8,7 @@ in input order, one batch behind the explaining. Every file is written atomicall
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -124,6 +125,10 @@ def gradcam_files(
     paths = [str(p) for p in paths]
     outputs, sheet = plan_outputs(paths, out)
     want_sheet = sheet is not None and contact_sheet
+    if want_sheet:  # written last: an old sheet must not make an interrupted run's folder look finished
+        for old in sheet.parent.glob(f"{sheet.stem}*{sheet.suffix}"):
+            if re.fullmatch(rf"{re.escape(sheet.stem)}(_\d+)?{re.escape(sheet.suffix)}", old.name):
+                old.unlink(missing_ok=True)
     style = {"alpha": alpha, "cmap": cmap, "method": title}
     cache: dict = {}
     thumbs: dict[int, tuple] = {}

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +116,55 @@ def write_state(path: Path, state: dict) -> None:
     write_text(path, json.dumps(state, indent=1, default=float))
 
 
+def resume_advice(files: RunFiles, argv: Sequence[str]) -> str:
+    """After an interrupt: what is kept and the exact command that continues (ARGV: the
+    ``cxrtool`` arguments the run was started with)."""
+    args = [a for a in argv if a != "--fresh"]
+    if files.state.is_file():
+        try:
+            state = read_state(files.state)
+        except CxrError:
+            state = {}
+        epochs = state.get("options", {}).get("epochs", "?")
+        if "--resume" not in args:
+            args.append("--resume")
+        return (f"the last checkpoint (epoch {state.get('epoch', '?')} of {epochs}) is kept in {files.run_dir}; "
+                f"continue with: {shlex.join(['cxrtool', *args])}")
+    return f"no checkpoint was written yet; start again with: {shlex.join(['cxrtool', *args])}"
+
+
+SEED_STATE = "seed_generator_state"
+
+
+def seed_states(model) -> dict[str, list]:
+    """The random-number positions of the layers that draw numbers (augmentation, dropout).
+
+    Keras does not save them in a ``.keras`` file: a loaded model starts them over, so a
+    resumed run would draw different augmentations than an uninterrupted one. The checkpoint
+    keeps them in ``state.json`` instead.
+    """
+    import numpy as np
+
+    out = {}
+    for layer in model.layers:
+        values = [np.asarray(v.value).tolist() for v in layer.variables if v.path.endswith(SEED_STATE)]
+        if values:
+            out[layer.name] = values
+    return out
+
+
+def restore_seed_states(model, states: dict[str, list] | None) -> None:
+    """Put the positions saved by :func:`seed_states` back (a resumed run continues the draws)."""
+    for name, values in (states or {}).items():
+        variables = [v for v in model.get_layer(name).variables if v.path.endswith(SEED_STATE)]
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+
 def save_checkpoint(model, state: dict, files: RunFiles, info: ModelInfo) -> None:
     """``last.keras`` (with optimizer state), then ``state.json``: always a consistent pair."""
     save_model(model, files.last, info, include_optimizer=True)
+    state["seed_states"] = seed_states(model)
     write_state(files.state, state)
 
 
@@ -126,6 +174,9 @@ __all__ = [
     "new_state",
     "previous_state",
     "read_state",
+    "restore_seed_states",
+    "resume_advice",
+    "seed_states",
     "run_files",
     "save_checkpoint",
     "write_state",

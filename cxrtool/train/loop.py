@@ -27,13 +27,15 @@ from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
 from ..evaluate.calibration import calibrate
 from ..errors import DatasetError
+from ..locks import hold
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights
 from ..progress import ProgressFn, report
 from .callbacks import make_monitor
-from .checkpoints import RunFiles, check_resumable, new_state, previous_state, run_files, save_checkpoint
+from .checkpoints import (RunFiles, check_resumable, new_state, previous_state, restore_seed_states, run_files,
+                          save_checkpoint)
 from .curves import plot_curves, write_log_csv
-from .distribute import Topology, setup_distribution, shard_validation
+from .distribute import Topology, multihost_settings, setup_distribution, shard_validation
 from .options import TrainOptions
 
 
@@ -84,6 +86,16 @@ def train(
     Raises :class:`~cxrtool.errors.CxrError` subclasses for every user error, before writing.
     """
     o = options or TrainOptions()
+    o.validate()
+    files = target_files(model_name, models_dir, out)
+    # one run per model file at a time; in a multi-host run only the chief writes it
+    chief = multihost_settings(o)[2] == 0
+    with hold(files.model) if chief else contextlib.nullcontext():
+        return _train(dataset, model_name, o, models_dir, out, progress, callbacks)
+
+
+def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress: ProgressFn | None,
+           callbacks: Sequence[Any]) -> TrainResult:
     plan = plan_run(model_name, o, models_dir, out)
 
     def say(message: str) -> None:
@@ -142,13 +154,18 @@ def train(
         return _save_outputs(model, plan, o, state, info, dataset, topo)
 
 
+def target_files(model_name: str, models_dir, out) -> RunFiles:
+    """Where a run of MODEL_NAME writes: ``--out``, else ``MODELS_DIR/ARCH.keras`` (writes nothing)."""
+    return run_files(get_spec(model_name).name if not out else model_name, models_dir, out)
+
+
 def plan_run(model_name: str, o: TrainOptions, models_dir, out) -> RunPlan:
     """Check the options, architecture, image size, weights and any unfinished run; write nothing."""
     o.validate()
     spec = get_spec(model_name)
     arch_opts = o.arch_options(spec.name)
     weights = normalise_weights(spec.name, o.weights)
-    files = run_files(spec.name if not out else model_name, models_dir, out)
+    files = target_files(model_name, models_dir, out)
     previous = previous_state(files, resume=o.resume, fresh=o.fresh)
     if previous is not None:  # a resumed run keeps its input size and batch
         size, batch = int(previous["image_size"]), int(previous["batch_size"])
@@ -194,6 +211,7 @@ def _initial_model(plan: RunPlan, o: TrainOptions, classes: tuple[str, ...], see
     if plan.previous is not None:
         say(f"resuming {plan.files.run_dir} from epoch {plan.previous['epoch']}")
         model = load_model(plan.files.last, compile=True).model
+        restore_seed_states(model, plan.previous.get("seed_states"))
     else:
         say(f"building {plan.spec.name} ({plan.size}x{plan.size}, weights {plan.weights})")
         model = build_model(
@@ -260,6 +278,9 @@ def _fit_phases(keras, model, plan: RunPlan, o: TrainOptions, state: dict, feede
             validation_batch_size=val_batch,
             callbacks=callbacks,
             verbose=0,
+            # the feeder already draws each epoch's order from (seed, epoch); Keras' own batch
+            # shuffle uses the global RNG, whose position a resumed run cannot restore
+            shuffle=False,
         )
         start_epoch = int(state["epoch"])
         if state.get("stopped_early"):
@@ -369,4 +390,4 @@ def _preprocessing_record(spec: ArchSpec, size: int, o: TrainOptions) -> dict:
     }
 
 
-__all__ = ["RunPlan", "TrainResult", "plan_run", "train"]
+__all__ = ["RunPlan", "TrainResult", "plan_run", "target_files", "train"]
