@@ -327,6 +327,20 @@ class Scorer:
             x = keras.layers.Resizing(member_size, member_size, interpolation="bilinear", antialias=True)(x)
         return keras.Model(inp, inner(x))
 
+    def judge(self, images: list[np.ndarray], image_flags: list[str | None],
+              batch_size: int = 32) -> list[tuple[float | None, str]]:
+        """``(ood_score, flag)`` for decoded grey images of any size (resized as in training)
+        and their image-check flags; for callers that do not need the probabilities
+        (``gradcam``)."""
+        from .inference import model_input
+
+        scores: list[float | None] = []
+        for i in range(0, len(images), batch_size):
+            x = model_input(images[i : i + batch_size], int(self.loaded.info.image_size))
+            s = self.predict(x)[1] if self.available else None
+            scores += [None] * len(x) if s is None else [float(v) for v in s]
+        return [(s, flag_for(s, f)) for s, f in zip(scores, image_flags)]
+
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32."""
         if self.probe is not None:

@@ -75,7 +75,7 @@ def gradcam(
             continue
         ex = rec.explanation
         with reader_may_leave():  # `| head`: the files are still written; printing stops quietly
-            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}")
+            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}" + (f"\t{rec.flag}" if rec.flag else ""))
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
     if failed:

@@ -161,10 +161,12 @@ def render_overlay(
     cmap: str = DEFAULT_CMAP,
     colorbar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
+    flag: str = "",
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
-    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth)."""
+    image's shape. Images smaller than ``min_side`` are enlarged (integer factor, smooth).
+    ``flag`` (cxrtool.ood: not-a-chest-xray, out-of-distribution) adds a red band at the bottom."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -197,6 +199,11 @@ def render_overlay(
     draw.text((x0 + pad, y0 + pad - b1[1]), line1, font=big, fill=(255, 255, 255, 255))
     if line2:
         draw.text((x0 + pad, y0 + 2 * pad + (b1[3] - b1[1]) - b2[1]), line2, font=small, fill=(225, 225, 225, 255))
+    if flag:  # the input does not look like the training data: say so where the eye lands
+        note = f"FLAGGED: {flag}"
+        bf = draw.textbbox((0, 0), note, font=small)
+        draw.rectangle((0, H - (bf[3] - bf[1]) - 2 * pad, W, H), fill=(200, 0, 0, 200))
+        draw.text((pad, H - pad - bf[3]), note, font=small, fill=(255, 255, 255, 255))
 
     if not colorbar:
         return body
