@@ -38,6 +38,7 @@ class Limits:
     max_roughness: float = 0.30  # mean |neighbour difference| / std: noise and texture above
     min_roughness: float = 0.045  # ... and a perfectly smooth ramp or blob below
     max_inverted: float = 1.0  # (lung fields - mediastinum) / std: a negative (inverted) film above
+    max_flat_regions: float = 0.45  # fraction of mid-grey pixels equal to their neighbours: drawn shapes above
 
 
 LIMITS = Limits()
@@ -66,10 +67,14 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
                 colour: float = 0.0) -> dict[str, float]:
     """The numbers the checks compare: colour, aspect, std, midtones, bright, roughness,
-    inverted (lung fields brighter than the mediastinum)."""
+    inverted (lung fields brighter than the mediastinum), flat_regions."""
     t = thumbnail(gray)
     std = float(t.std())
-    rough = (np.abs(np.diff(t, axis=0)).mean() + np.abs(np.diff(t, axis=1)).mean()) / 2.0
+    dy, dx = np.abs(np.diff(t, axis=0)), np.abs(np.diff(t, axis=1))
+    rough = (dy.mean() + dx.mean()) / 2.0
+    inner = t[:-1, :-1]
+    # exactly constant patches away from black and white: filled shapes, not anatomy or film
+    flat_regions = float(np.mean((dx[:-1, :] < 0.5) & (dy[:, :-1] < 0.5) & (inner > 8) & (inner < 247)))
     w, h = (width, height) if width and height else (gray.shape[1], gray.shape[0])
     # the central vertical band (spine, heart) against the two lung fields, mid-height
     n, m = t.shape
@@ -84,6 +89,7 @@ def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | Non
         "bright": float(np.mean(t >= 235)),
         "roughness": float(rough / std) if std > 0 else 0.0,
         "inverted": float((lungs - centre) / std) if std > 0 else 0.0,
+        "flat_regions": flat_regions,
     }
 
 
@@ -106,6 +112,8 @@ def failed_checks(stats: dict[str, float], limits: Limits = LIMITS) -> list[str]
         failed.append("smooth")
     if stats["inverted"] > limits.max_inverted:
         failed.append("inverted")
+    if stats["flat_regions"] > limits.max_flat_regions:
+        failed.append("flat-regions")
     return failed
 
 

@@ -95,7 +95,7 @@ class TableWriter(PredictionWriter):
                 continue
             probs = r.probabilities or {}
             cells = [r.label, f"{r.probability:.3f}", *(f"{probs.get(c, 0.0):.3f}" for c in self.classes)]
-            self.stream.write(self._line(cells, r.path) + (f"  [{r.flag}]" if r.flag else "") + "\n")
+            self.stream.write(self._line(cells, f"[{r.flag}]  {r.path}" if r.flag else r.path) + "\n")
 
 
 WRITERS: dict[str, type[PredictionWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter, "table": TableWriter}
