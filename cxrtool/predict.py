@@ -98,15 +98,18 @@ def decode_for_model(path: str, size: int) -> np.ndarray:
 
 
 def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None]:
-    """:func:`decode_for_model` plus the image-level check on the full decoded image (its
-    colour, size and grey levels): ``(pixels, "not-a-chest-xray" or None)``."""
-    from .imagecheck import check_image
+    """:func:`decode_for_model` plus the image-level checks (the file's colour and size, the
+    grey levels): ``(pixels, "not-a-chest-xray" or None)``."""
+    from .imagecheck import THUMB, check_image
     from .inputs import resize_image
     from .imageio import read_image
 
     img = read_image(path)
-    flag = check_image(img.pixels, width=img.width, height=img.height, colour=img.colour)
-    return resize_image(img.pixels, size), flag
+    pixels = resize_image(img.pixels, size)
+    # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
+    # (cheaper than shrinking the full image again), else from the full image
+    source = pixels if size >= THUMB else img.pixels
+    return pixels, check_image(source, width=img.width, height=img.height, colour=img.colour)
 
 
 _END = object()
