@@ -12,7 +12,8 @@ times :func:`cxrtool.predict.predict_stream` over the files, interleaved ``--rep
 * without: the same model without statistics and the decoding without the image checks (what
   predict did before the flag existed).
 
-Prints one JSON line: the best images/s of each and ``ratio`` = with / without (target >= 0.9),
+``--part checks`` or ``score`` turns on only one of the two in the "with" runs (to see which
+costs what). Prints one JSON line: the best images/s of each and ``ratio`` = with / without (target >= 0.9),
 and, because a shared machine makes the wall clock wander, the median images per CPU second
 of this process (all threads) and ``cpu_ratio`` = with / without.
 """
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--part", choices=("both", "checks", "score"), default="both",
+                    help="what 'with' turns on: both (as shipped), only the image checks, only the feature score")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -87,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 predict_module.decode_and_check = shipped
 
-        for loaded, decode in ((with_ood, shipped), (without, decode_only)):  # compile both graphs first
+        with_model = with_ood if args.part != "checks" else without
+        with_decode = shipped if args.part != "score" else decode_only
+        for loaded, decode in ((with_model, with_decode), (without, decode_only)):  # compile both graphs first
             predict_module.decode_and_check = decode
             list(predict_module.predict_stream(loaded, paths[: args.batch_size * 2 + 1], batch_size=args.batch_size,
                                                workers=args.workers))
@@ -95,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         runs_with, runs_without = [], []
         for k in range(args.repeats):  # interleaved, order alternating, so drifts in machine load hit both
             if k % 2:
-                runs_with.append(run(with_ood, shipped))
+                runs_with.append(run(with_model, with_decode))
                 runs_without.append(run(without, decode_only))
             else:
                 runs_without.append(run(without, decode_only))
-                runs_with.append(run(with_ood, shipped))
+                runs_with.append(run(with_model, with_decode))
     result = {
-        "arch": args.arch, "input_px": size, "file_px": args.image_px, "images": args.n, "batch_size": args.batch_size,
+        "part": args.part, "arch": args.arch, "input_px": size, "file_px": args.image_px, "images": args.n, "batch_size": args.batch_size,
         "workers": default_workers(cap=8, requested=args.workers), "cpus": available_cpus(),
         "device": str(jax.devices()[0]), "ood_dims": record["dims"], "feature_dim": record["feature_dim"],
         "without_img_s": round(max(w for w, _ in runs_without), 1), "with_img_s": round(max(w for w, _ in runs_with), 1),
