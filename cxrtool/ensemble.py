@@ -283,6 +283,9 @@ def _ensemble_info(gathered: Sequence[_Member], weights: Sequence[float], method
         }
         for i, (m, w) in enumerate(zip(gathered, weights))
     ]
+    for record, m in zip(member_records, gathered):  # each member's OOD statistics (cxrtool.ood)
+        if "ood" in m.info.extra:
+            record["ood"] = m.info.extra["ood"]
     member_datasets = {m.info.dataset_fingerprint for m in gathered}
     if manifest is not None:
         dataset_fp, dataset_name = manifest.fingerprint, str(Path(data))

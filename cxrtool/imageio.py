@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .imagecheck import colour_fraction
 from .errors import (
     CorruptImageError,
     EmptyFileError,
@@ -66,6 +67,7 @@ class LoadedImage:
     format: str  # "PNG", "JPEG", "DICOM", ...
     mode: str  # the file's own Pillow mode ("L", "RGB", "I;16", ...)
     bits: int  # significant bits of the source samples (8, 10, 12, 16)
+    colour: float = 0.0  # fraction of pixels with visible colour (cxrtool.imagecheck.colour_fraction)
 
 
 def is_junk(path: Path) -> bool:
@@ -153,6 +155,7 @@ def read_image(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 im.load()
+                colour = colour_fraction(im)
                 orientation = _orientation(im)
                 im = ImageOps.exif_transpose(im)
         except MemoryError:
@@ -169,7 +172,7 @@ def read_image(
         pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels
     elif pixels.dtype != np.uint8:
         pixels = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
-    return LoadedImage(np.ascontiguousarray(pixels), width, height, fmt, mode, bits)
+    return LoadedImage(np.ascontiguousarray(pixels), width, height, fmt, mode, bits, colour)
 
 
 def load_image(path: str | Path, *, as_float: bool = False, draft: int | None = None) -> np.ndarray:

@@ -9,7 +9,10 @@ rows, so the first rows appear long before the last path has been read. A partia
 run when no new path has arrived for ``linger`` seconds (a slow ``find`` on stdin still gives
 prompt output).
 
-An unreadable file becomes a row with ``error`` set; the others go on.
+An unreadable file becomes a row with ``error`` set; the others go on. Every row also says
+whether the input looks like the model's training data (``ood_score``, ``flag``; see
+:mod:`cxrtool.ood`): the image checks run in the decoding threads, the feature distance in the
+same forward pass as the probabilities.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from .errors import CxrError
 
-__all__ = ["Prediction", "decode_for_model", "iter_input_paths", "predict_paths", "predict_stream"]
+__all__ = ["Prediction", "decode_and_check", "decode_for_model", "iter_input_paths", "predict_paths", "predict_stream"]
 
 
 @dataclass
@@ -37,18 +40,25 @@ class Prediction:
     probability: float | None = None
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    #: distance to the training data / threshold (> 1: out of distribution); None: unavailable
+    ood_score: float | None = None
+    #: "", "not-a-chest-xray" or "out-of-distribution" (cxrtool.ood)
+    flag: str = ""
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def as_dict(self, classes: Sequence[str]) -> dict:
-        """Flat record: path, label, probability, one key per class, error (None when fine)."""
+        """Flat record: path, label, probability, one key per class, error (None when fine),
+        ood_score (None when unavailable), flag ("" when not flagged)."""
         probs = self.probabilities or {}
         row = {"path": self.path, "label": self.label, "probability": self.probability}
         for c in classes:
             row[c] = probs.get(c)
         row["error"] = self.error
+        row["ood_score"] = self.ood_score
+        row["flag"] = self.flag
         return row
 
 
@@ -87,6 +97,21 @@ def decode_for_model(path: str, size: int) -> np.ndarray:
     return resize_image(read_image(path).pixels, size)
 
 
+def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None]:
+    """:func:`decode_for_model` plus the image-level checks (the file's colour and size, the
+    grey levels): ``(pixels, "not-a-chest-xray" or None)``."""
+    from .imagecheck import THUMB, check_image
+    from .inputs import resize_image
+    from .imageio import read_image
+
+    img = read_image(path)
+    pixels = resize_image(img.pixels, size)
+    # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
+    # (cheaper than shrinking the full image again), else from the full image
+    source = pixels if size >= THUMB else img.pixels
+    return pixels, check_image(source, width=img.width, height=img.height, colour=img.colour)
+
+
 _END = object()
 
 
@@ -104,7 +129,7 @@ def _feeder(paths: Iterable[str], pool: ThreadPoolExecutor, work: queue.Queue, s
         for path in paths:
             if stop.is_set():
                 return
-            if not put((path, pool.submit(decode_for_model, path, size))):
+            if not put((path, pool.submit(decode_and_check, path, size))):
                 return
         put(_END)
     except BaseException as exc:  # e.g. a folder that cannot be listed: surface it in the consumer
@@ -131,7 +156,7 @@ def predict_stream(
     ``paths`` is consumed lazily (a generator over stdin is fine). ``workers``: decoding
     threads (default: the CPU count, at most 8). ``prefetch``: batches decoded ahead.
     """
-    from .inference import predict_batches
+    from .ood import Scorer, flag_for
     from .workers import default_workers
 
     if batch_size < 1:
@@ -139,6 +164,7 @@ def predict_stream(
     classes = list(loaded.info.classes)
     size = int(loaded.info.image_size)
     workers = default_workers(cap=8, requested=workers)
+    scorer = Scorer(loaded)
     work: queue.Queue = queue.Queue(maxsize=batch_size * (prefetch + 1))
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrtool-decode")
@@ -167,9 +193,10 @@ def predict_stream(
             pixels, where = [], []
             for path, fut in batch:
                 try:
-                    pixels.append(fut.result())
+                    px, image_flag = fut.result()
+                    pixels.append(px)
                     where.append(len(rows))
-                    rows.append(Prediction(path))
+                    rows.append(Prediction(path, flag=image_flag or ""))
                 except Exception as exc:  # one bad file never stops the run
                     rows.append(Prediction(path, error=_error_text(exc)))
             if pixels:
@@ -178,12 +205,15 @@ def predict_stream(
                 # compiles a few times at most instead of once per odd batch size
                 bucket = min(batch_size, 1 << (n - 1).bit_length())
                 x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
-                probs = next(iter(predict_batches(loaded, [x])))[:n]
-                for k, p in zip(where, probs):
+                probs, scores = scorer.predict(x)
+                probs = probs[:n]
+                for j, (k, p) in enumerate(zip(where, probs)):
                     top = int(np.argmax(p))
                     rows[k].label = classes[top]
                     rows[k].probability = float(p[top])
                     rows[k].probabilities = {c: float(v) for c, v in zip(classes, p)}
+                    rows[k].ood_score = None if scores is None else float(scores[j])
+                    rows[k].flag = flag_for(rows[k].ood_score, rows[k].flag)
             yield rows
     finally:
         stop.set()

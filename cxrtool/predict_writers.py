@@ -48,20 +48,22 @@ def _num(x: float | None) -> str:
 
 
 class CsvWriter(PredictionWriter):
-    """``path,label,probability,<one column per class>,error``; empty cells where an image failed."""
+    """``path,label,probability,<one column per class>,error,ood_score,flag``; empty cells where
+    an image failed (``ood_score`` is empty too when the model has no OOD statistics)."""
 
     def __init__(self, stream: TextIO, classes: Sequence[str]):
         super().__init__(stream, classes)
         self.csv = csv.writer(stream, lineterminator="\n")
 
     def header(self) -> None:
-        self.csv.writerow(["path", "label", "probability", *self.classes, "error"])
+        self.csv.writerow(["path", "label", "probability", *self.classes, "error", "ood_score", "flag"])
 
     def rows(self, rows: Iterable[Prediction]) -> None:
         for r in rows:
             probs = r.probabilities or {}
             self.csv.writerow([r.path, r.label or "", _num(r.probability),
-                               *(_num(probs.get(c)) for c in self.classes), r.error or ""])
+                               *(_num(probs.get(c)) for c in self.classes), r.error or "",
+                               _num(r.ood_score), r.flag])
 
 
 class JsonlWriter(PredictionWriter):
@@ -93,7 +95,7 @@ class TableWriter(PredictionWriter):
                 continue
             probs = r.probabilities or {}
             cells = [r.label, f"{r.probability:.3f}", *(f"{probs.get(c, 0.0):.3f}" for c in self.classes)]
-            self.stream.write(self._line(cells, r.path) + "\n")
+            self.stream.write(self._line(cells, f"[{r.flag}]  {r.path}" if r.flag else r.path) + "\n")
 
 
 WRITERS: dict[str, type[PredictionWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter, "table": TableWriter}

@@ -22,7 +22,7 @@ from cxrtool.cli.app import app, state
 from cxrtool.errors import CxrError, UsageError
 
 #: The subcommands the tool promises (more may be added; none of these may go missing).
-EXPECTED_SUBCOMMANDS = ("build-dataset", "train", "ensemble", "calibrate", "evaluate", "gradcam", "predict", "info")
+EXPECTED_SUBCOMMANDS = ("build-dataset", "train", "ensemble", "calibrate", "fit-ood", "evaluate", "gradcam", "predict", "info")
 
 HEAVY_MODULES = ("keras", "jax", "jaxlib", "sklearn", "matplotlib", "tensorflow", "torch")
 

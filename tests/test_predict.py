@@ -19,7 +19,7 @@ from cxrtool.cli import main
 from cxrtool.synthetic import make_phantom
 
 SIZE = 24
-HEADER = ["path", "label", "probability", "covid", "pneumonia", "normal", "error"]
+HEADER = ["path", "label", "probability", "covid", "pneumonia", "normal", "error", "ood_score", "flag"]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_writers_are_a_library(capsys, model_path, scans):
 
     buf = io.StringIO()  # a failed image keeps its place, with empty cells
     write_predictions(buf, [[Prediction("x.png", error="unreadable")]], ["covid", "pneumonia", "normal"])
-    assert buf.getvalue() == ",".join(HEADER) + "\nx.png,,,,,,unreadable\n"
+    assert buf.getvalue() == ",".join(HEADER) + "\nx.png,,,,,,unreadable,,\n"
     with pytest.raises(UsageError, match="csv, jsonl, table"):
         write_predictions(io.StringIO(), [], ["covid"], "xml")
 

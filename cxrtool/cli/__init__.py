@@ -18,6 +18,7 @@ from . import build_dataset as _build_dataset  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
 from . import ensemble as _ensemble  # noqa: E402,F401
 from . import calibrate as _calibrate  # noqa: E402,F401
+from . import fit_ood as _fit_ood  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
 from . import gradcam as _gradcam  # noqa: E402,F401
 from . import predict as _predict  # noqa: E402,F401

@@ -115,6 +115,13 @@ def evaluate(
         for w in mdoc["metrics"]["warnings"]:
             console.warn(f"{label}: {w}")
     render_table(doc)
+    for label, mdoc in doc["models"].items():
+        if o := mdoc.get("ood"):
+            console.info(f"{label}: {o['flagged']} of {o['n']} images flagged as unlike the training data "
+                         f"({o['fraction']:.1%}" + ("" if o["available"] else "; image checks only, no OOD statistics")
+                         + f"); accuracy {o['all']['accuracy']:.3f} on all, "
+                         + ("n/a" if o["unflagged"]["accuracy"] is None else f"{o['unflagged']['accuracy']:.3f}")
+                         + " without the flagged ones")
     console.info(f"report: {out / 'report.md'}  metrics: {out / 'metrics.json'}")
     if output_format == "json":
         typer.echo(to_json(doc))

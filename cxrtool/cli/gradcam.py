@@ -78,7 +78,8 @@ def gradcam(
         ex = rec.explanation
         flat += rec.flat
         with reader_may_leave():  # `| head`: the files are still written; printing stops quietly
-            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}" + ("\tflat" if rec.flat else ""))
+            extra = "".join(f"\t{word}" for word in (rec.flag, "flat" if rec.flat else "") if word)
+            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}{extra}")
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
     if flat:

@@ -18,11 +18,20 @@ EPILOG = (
     "  cxrtool predict --model cnn scans/ --format table          # folders are searched recursively\n\n"
     "  find scans -name '*.png' | cxrtool predict --model ensemble - --format jsonl | jq -r 'select(.label == \"covid\") | .path'\n\n"
     "  cxrtool predict --model vit scans/ > predictions.csv\n\n"
+    "  cxrtool predict --model cnn inbox/ --on-flag drop            # leave out what does not look like a chest X-ray\n\n"
     "Output (stdout) streams as batches finish: path, label, probability (of the label) and one "
     "probability column per class; CSV has a header. A file that cannot be read gives a row with an "
     "error (CSV: empty probabilities) and a line on stderr; the others go on, and the exit status is "
-    "1 at the end if any file failed. No input: the header only, exit 0."
+    "1 at the end if any file failed. No input: the header only, exit 0.\n\n"
+    "Every row also has ood_score (distance to the training data / threshold; above 1 is out of "
+    "distribution; empty when the model has no OOD statistics: fit them with `cxrtool fit-ood`) and flag "
+    "(empty, not-a-chest-xray from the image checks, or out-of-distribution); one warning line on stderr "
+    "counts the flagged inputs. --on-flag keep (default) writes their predictions; drop leaves their rows "
+    "out; fail writes their rows without a prediction and with error 'flagged: FLAG', like an unreadable "
+    "file, and the exit status is 1 at the end."
 )
+
+ON_FLAG = ("keep", "drop", "fail")
 
 
 @app.command("predict", epilog=EPILOG)
@@ -33,6 +42,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images per model call.", min=1)] = 32,
     workers: Annotated[Optional[int], typer.Option(help="Decoding threads \\[default: CPU count, at most 8].", min=1)] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="Models folder \\[default: $CXRTOOL_MODELS or ./models].")] = None,
+    on_flag: Annotated[str, typer.Option("--on-flag", help="What to do with flagged inputs: keep (write the prediction), drop (no row) or fail (a row without prediction, exit 1). Example: --on-flag drop.")] = "keep",
 ) -> None:
     """Predict the class of many images, streaming rows to stdout for shell pipelines."""
     import contextlib
@@ -41,22 +51,32 @@ def predict(
     from ..inference import open_model
     from ..predict import iter_input_paths, predict_stream
     from ..predict_writers import check_format, writer_for
+    from ..errors import UsageError
+    from ..ood import apply_on_flag, flag_summary, has_stats
     from .output import silence_stdout
 
     fmt = check_format(fmt)  # before the model loads
+    if on_flag not in ON_FLAG:
+        raise UsageError(f"--on-flag {on_flag!r}: choose one of {', '.join(ON_FLAG)}")
     loaded = open_model(model, models_dir)
+    if not has_stats(loaded.info):
+        console.info(f"{loaded.path}: no OOD statistics in this model (trained before cxrtool could fit them): "
+                     "ood_score is empty and only the image checks flag; fit them with `cxrtool fit-ood`")
     writer = writer_for(fmt, sys.stdout, list(loaded.info.classes))
     total = failed = 0
+    flags: list[str] = []
     try:
         writer.header()
         writer.flush()
         paths = iter_input_paths(inputs or [])
         with contextlib.closing(predict_stream(loaded, paths, batch_size=batch_size, workers=workers)) as stream:
             for rows in stream:
+                total += len(rows)
+                flags += [r.flag for r in rows if r.flag]
+                rows = apply_on_flag(rows, on_flag)
                 writer.rows(rows)
                 writer.flush()
                 for r in rows:
-                    total += 1
                     if r.error is not None:
                         failed += 1
                         console.error(f"{r.path}: {r.error}")
@@ -65,8 +85,11 @@ def predict(
         # would turn an escaping EPIPE into exit status 1
         silence_stdout()
         raise typer.Exit(0) from None
+    if flags:
+        console.warn(flag_summary(flags, total, on_flag))
     if total == 0:
         console.info("no input images")
     elif failed:
-        console.info(f"{failed} of {total} images could not be read")
+        console.info(f"{failed} of {total} images could not be read" if on_flag != "fail"
+                     else f"{failed} of {total} images could not be read or were flagged")
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_text
 from .evalset import Item
+from .ood_section import ood_markdown
 
 
 def _slug(label: str) -> str:
@@ -264,6 +265,8 @@ def markdown(doc: dict) -> str:
     out += ["## Summary", "", summary_markdown(doc), "## Per class (Table III layout)", "", comparison_markdown(doc)]
     if doc.get("attention"):
         out += ["## Where the models look (Grad-CAM heat on borders and burnt-in text)", "", attention_markdown(doc)]
+    if ood := ood_markdown(doc):
+        out += ["## Inputs unlike the training data (OOD flags, cxrtool.ood)", "", ood]
     if calibration := calibration_markdown(doc):
         out += ["## Calibration (temperature fitted on the val split, stored in the model)", "",
                 "Before: the model's probabilities without its temperature, softmax(T log p).", "", calibration]

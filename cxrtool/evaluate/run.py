@@ -27,6 +27,7 @@ from ..progress import ProgressFn, report
 from .attention import attention_section, check_attention_options
 from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
+from .ood_section import ood_section
 from .outputs import write_outputs
 
 
@@ -126,11 +127,12 @@ def evaluate(
         model = load_model(path)
         if keep_loaded:
             loaded[label] = model
-        probs = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
+        probs, ood_scores = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
         predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
         metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
         docs[label] = _model_entry(path, info, metrics, es.fingerprint)
+        docs[label]["ood"] = ood_section(arrays[info.image_size], y, predictions[label], ood_scores, sources, classes)
         if (temperature := model_temperature(info)) is not None:  # ECE and log-loss before/after it
             docs[label]["calibration"] = calibration_report(y, predictions[label], temperature, n_bins)
         if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
@@ -205,19 +207,23 @@ def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalS
 
 
 def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, batch_size: int,
-             progress: ProgressFn | None) -> np.ndarray:
-    """The model's class probabilities (its own class order) for the images ``x`` (n, s, s) uint8."""
-    from ..inference import predict_batches
+             progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's class probabilities (its own class order) for the images ``x`` (n, s, s)
+    uint8, and its ``ood_score`` per image (None without OOD statistics; :mod:`cxrtool.ood`)."""
+    from ..ood import Scorer
 
     report(progress, "predict", 0, len(x), model=label,
            message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
     batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
-    chunks, done = [], 0
-    for chunk in predict_batches(loaded, batches):
+    scorer = Scorer(loaded)
+    chunks, scores, done = [], [], 0
+    for xb in batches:
+        chunk, s = scorer.predict(xb)
         chunks.append(chunk)
+        scores.append(s)
         done += len(chunk)
         report(progress, "predict", done, len(x), model=label)
-    return np.concatenate(chunks)
+    return np.concatenate(chunks), (np.concatenate(scores) if scorer.available and scores else None)
 
 
 def _model_entry(path: Path, info: Any, metrics: dict, set_fingerprint: str) -> dict:

@@ -44,6 +44,9 @@ class GradcamRecord:
     error: str | None = None
     #: the heat map is degenerate (all zero or constant): the overlay shows the X-ray alone
     flat: bool = False
+    #: cxrtool.ood: "", not-a-chest-xray or out-of-distribution; ood_score None: unavailable
+    flag: str = ""
+    ood_score: float | None = None
 
 
 def plan_outputs(paths: Sequence[str | Path], out: str | Path | None) -> tuple[list[Path], Path | None]:
@@ -130,6 +133,9 @@ def gradcam_files(
             if re.fullmatch(rf"{re.escape(sheet.stem)}(_\d+)?{re.escape(sheet.suffix)}", old.name):
                 old.unlink(missing_ok=True)
     style = {"alpha": alpha, "cmap": cmap, "method": title}
+    from ..ood import Scorer
+
+    scorer = Scorer(loaded)
     cache: dict = {}
     thumbs: dict[int, tuple] = {}
     chunks = [range(s, min(s + batch_size, len(paths))) for s in range(0, len(paths), batch_size)]
@@ -143,15 +149,17 @@ def gradcam_files(
                 decoding = [pool.submit(_read, paths[i]) for i in chunks[k + 1]]
             records: dict[int, GradcamRecord | Future] = {}
             ok = []
-            for i, (pixels, error) in zip(chunk, decoded):
+            for i, (pixels, error, _) in zip(chunk, decoded):
                 if error is None:
                     ok.append((i, pixels))
                 else:
                     records[i] = GradcamRecord(paths[i], error=error)
             explanations = explain(loaded, [px for _, px in ok], layer=layer, class_name=class_name, method=method,
                                    batch_size=batch_size, cache=cache)
-            for (i, pixels), ex in zip(ok, explanations):
-                records[i] = pool.submit(_write_one, paths[i], pixels, ex, outputs[i], save_raw, want_sheet, style)
+            verdicts = scorer.judge([px for _, px in ok], [decoded[i - chunk.start][2] for i, _ in ok])
+            for (i, pixels), ex, verdict in zip(ok, explanations, verdicts):
+                records[i] = pool.submit(_write_one, paths[i], pixels, ex, outputs[i], save_raw, want_sheet,
+                                         {**style, "verdict": verdict})
             in_flight.append((chunk, records))
             while len(in_flight) > 1:  # draw this batch while the next one is explained
                 yield from _finish(*in_flight.popleft(), thumbs)
@@ -167,14 +175,16 @@ def gradcam_files(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read(path: str) -> tuple[np.ndarray | None, str | None]:
-    """(pixels, None) or (None, why it could not be read)."""
+def _read(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(pixels, None, image-check flag) or (None, why it could not be read, None)."""
+    from ..imagecheck import check_image
     from ..imageio import read_image
 
     try:
-        return read_image(path).pixels, None
+        img = read_image(path)
     except CxrError as exc:
-        return None, getattr(exc, "reason", str(exc))
+        return None, getattr(exc, "reason", str(exc)), None
+    return img.pixels, None, check_image(img.pixels, width=img.width, height=img.height, colour=img.colour)
 
 
 def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, save_raw: bool, want_thumb: bool,
@@ -182,10 +192,12 @@ def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, sav
     """Draw and write one overlay (and the raw map); runs in a worker thread."""
     from .overlay import is_flat, render_overlay, thumbnail
 
+    style = dict(style)
+    score, flag = style.pop("verdict")
     flat = is_flat(ex.heatmap)
     overlay = render_overlay(pixels, ex.heatmap, label=ex.label, probability=ex.probability, target=ex.target,
                              target_probability=ex.target_probability, layer=ex.layer if len(ex.layer) <= 40 else None,
-                             flat=flat, box=ex.box, **style)
+                             flat=flat, box=ex.box, flag=flag, **style)
     _save_png(overlay, target)
     raw = None
     if save_raw:
@@ -194,7 +206,7 @@ def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, sav
             np.save(tmp, ex.heatmap.astype(np.float32))
     title = f"{Path(path).name}\n{ex.label} {ex.probability:.3f}" + ("  (flat map)" if flat else "")
     thumb = (thumbnail(overlay), title) if want_thumb else None
-    return GradcamRecord(path, output=target, raw=raw, explanation=ex, flat=flat), thumb
+    return GradcamRecord(path, output=target, raw=raw, explanation=ex, flat=flat, flag=flag, ood_score=score), thumb
 
 
 def _finish(chunk: range, records: dict, thumbs: dict) -> Generator[GradcamRecord, None, None]:

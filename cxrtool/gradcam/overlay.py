@@ -187,6 +187,7 @@ def render_overlay(
     min_side: int = MIN_DISPLAY_SIDE,
     flat: bool = False,
     box: Sequence[float] | None = None,
+    flag: str = "",
 ) -> Image.Image:
     """The heat map blended over the X-ray at its own resolution, with the prediction written
     in a dark box at the top left and a colour bar on the right. ``heatmap`` is 0..1 with the
@@ -195,7 +196,8 @@ def render_overlay(
     say so in the caption, and put a plain panel where the colour bar goes (same size, so
     overlays line up); otherwise the map is painted as given, even an all-zero one.
     ``box`` (fractions ``(top, left, bottom, right)``): the lung box a ``--crop lungs`` model
-    saw, outlined thinly in cyan (a colour the inferno map does not use)."""
+    saw, outlined thinly in cyan (a colour the inferno map does not use).
+    ``flag`` (cxrtool.ood: not-a-chest-xray, out-of-distribution) adds a red band at the bottom."""
     gray = to_gray_uint8(image)
     h, w = gray.shape
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -217,6 +219,8 @@ def render_overlay(
                                        width=max(1, round(short * 0.006)))
     if flat:
         _flat_caption(body, f"{label}  {probability:.3f}", short)
+        if flag:
+            _flag_band(body, flag, short)
         if not colorbar:
             return body
         margin = _colour_bar(cmap, H, short).width
@@ -249,6 +253,8 @@ def render_overlay(
     draw.text((x0 + pad, y0 + pad - b1[1]), line1, font=big, fill=(255, 255, 255, 255))
     if line2:
         draw.text((x0 + pad, y0 + 2 * pad + (b1[3] - b1[1]) - b2[1]), line2, font=small, fill=(225, 225, 225, 255))
+    if flag:
+        _flag_band(body, flag, short)
 
     if not colorbar:
         return body
@@ -257,6 +263,19 @@ def render_overlay(
     canvas.paste(body, (0, 0))
     canvas.paste(bar, (W, 0))
     return canvas
+
+
+def _flag_band(body: Image.Image, flag: str, short: int) -> None:
+    """A red band at the bottom saying the input does not look like the training data
+    (cxrtool.ood), where the eye lands after the caption."""
+    draw = ImageDraw.Draw(body, "RGBA")
+    W, H = body.size
+    pad = max(4, round(short * 0.015))
+    small = _font(max(10, round(short * 0.032)), bold=False)
+    note = f"FLAGGED: {flag}"
+    bf = draw.textbbox((0, 0), note, font=small)
+    draw.rectangle((0, H - (bf[3] - bf[1]) - 2 * pad, W, H), fill=(200, 0, 0, 200))
+    draw.text((pad, H - pad - bf[3]), note, font=small, fill=(255, 255, 255, 255))
 
 
 def _flat_caption(body: Image.Image, prediction: str, short: int) -> None:

@@ -26,6 +26,7 @@ from ..version import __version__
 from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
 from ..evaluate.calibration import calibrate
+from ..ood import fit_ood
 from ..errors import DatasetError
 from ..locks import hold
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
@@ -151,6 +152,8 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
         info = _model_info(keras, plan, o, state, dataset, data.manifest.fingerprint, classes,
                            (train_split, val_split), class_weights, topo, time.perf_counter() - t_start)
         info.training.update(calibration=calibration, sources=train_split.source_counts())
+        say(f"fitting OOD statistics on {len(train_split)} train and {len(val_split)} val images")
+        info.extra["ood"] = fit_ood(model, train_split.x, train_split.y, val_split.x, batch_size=batch // topo.processes)
         return _save_outputs(model, plan, o, state, info, dataset, topo)
 
 

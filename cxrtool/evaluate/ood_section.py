@@ -1,0 +1,89 @@
+"""The ``ood`` entry of each model in ``metrics.json``: how much of the evaluation set the
+model flags (:mod:`cxrtool.ood`) per source and per class, and the headline metrics with and
+without the flagged images. On a folder from another hospital this is the first sign that its
+X-rays differ from the training data; on the internal test split it is the false-flag rate.
+
+The image checks run on the decoded, resized images the models see (colour and the original
+aspect ratio are not kept by the evaluation loader, so those two checks do not run here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..imagecheck import check_image
+from ..ood import flag_for
+
+
+def image_flags(x: np.ndarray) -> list[str | None]:
+    """The image-check flag of each resized image ``x`` (n, s, s) uint8."""
+    return [check_image(img) for img in x]
+
+
+def _headline(y: np.ndarray, probs: np.ndarray, n_classes: int) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not len(y):
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    pred = probs.argmax(axis=1)
+    return {"n": int(len(y)), "accuracy": float(accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0))}
+
+
+def _fractions(keys: Sequence[str], flagged: np.ndarray) -> dict:
+    out = {}
+    for k in sorted(set(keys)):
+        m = np.asarray([kk == k for kk in keys])
+        out[k] = {"n": int(m.sum()), "flagged": int(flagged[m].sum()), "fraction": float(flagged[m].mean())}
+    return out
+
+
+def ood_section(x: np.ndarray, y: np.ndarray, probs: np.ndarray, scores: np.ndarray | None,
+                sources: Sequence[str], classes: Sequence[str]) -> dict:
+    """Flag counts overall, per source and per class, and accuracy / macro F1 on all images
+    and on the unflagged ones. ``scores``: the model's ``ood_score`` (None: the model has no
+    statistics, only the image checks count)."""
+    checks = image_flags(x)
+    flags = [flag_for(None if scores is None else float(s), f) for s, f in
+             zip(scores if scores is not None else [None] * len(checks), checks)]
+    flagged = np.asarray([bool(f) for f in flags], dtype=bool)
+    names = [classes[int(t)] for t in y]
+    return {
+        "available": scores is not None,
+        "n": int(len(flags)),
+        "flagged": int(flagged.sum()),
+        "fraction": float(flagged.mean()) if len(flags) else 0.0,
+        "by_flag": {f: int(sum(1 for g in flags if g == f)) for f in sorted({g for g in flags if g})},
+        "per_source": _fractions(list(sources), flagged),
+        "per_class": _fractions(names, flagged),
+        "all": _headline(y, probs, len(classes)),
+        "unflagged": _headline(y[~flagged], probs[~flagged], len(classes)),
+        "scores": None if scores is None else {"median": float(np.median(scores)),
+                                                "p95": float(np.quantile(scores, 0.95))},
+    }
+
+
+def ood_markdown(doc: dict) -> str:
+    """The report.md table: flagged fraction and the metrics with and without flagged images."""
+    rows = [(label, m["ood"]) for label, m in doc["models"].items() if m.get("ood")]
+    if not rows:
+        return ""
+
+    def f3(v):
+        return "" if v is None else f"{v:.3f}"
+
+    out = ["| Model | Statistics | Flagged | Accuracy (all) | Accuracy (unflagged) | Macro F1 (all) | Macro F1 (unflagged) |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, o in rows:
+        out.append(f"| {label} | {'yes' if o['available'] else 'none (image checks only)'} | "
+                   f"{o['flagged']} of {o['n']} ({o['fraction']:.1%}) | {f3(o['all']['accuracy'])} | "
+                   f"{f3(o['unflagged']['accuracy'])} | {f3(o['all']['macro_f1'])} | {f3(o['unflagged']['macro_f1'])} |")
+    for label, o in rows:
+        parts = [f"{k} {v['flagged']}/{v['n']}" for k, v in {**o["per_source"], **o["per_class"]}.items()]
+        out.append("")
+        out.append(f"{label}, flagged per source and class: " + ", ".join(parts))
+    return "\n".join(out) + "\n"
+
+
+__all__ = ["image_flags", "ood_markdown", "ood_section"]

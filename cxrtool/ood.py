@@ -1,0 +1,358 @@
+"""Know what you don't know: is an input like the images the model was trained on?
+
+Two judgements, both in the same run as the prediction:
+
+* **Image checks** (:mod:`cxrtool.imagecheck`, no model): colour, aspect ratio, flat,
+  binary (text, line art), white page, pixel noise, perfectly smooth ramps. A failure gives the
+  flag ``not-a-chest-xray``.
+* **Feature distance** (this module): the model's pooled features (the ``avg_pool`` layer,
+  computed anyway on the way to the probabilities) are compared with the training split's by a
+  Mahalanobis distance with class-conditional means and one shared covariance (Lee et al.
+  2018), in the span of the top principal components plus a scaled residual term for what lies
+  outside it (a probabilistic-PCA distance, so a 1280-d feature needs a 64 x 1280 projection,
+  not a 1280 x 1280 covariance). The threshold is the 99th percentile of the val split's
+  distances. ``ood_score`` is distance / threshold: above 1 gives ``out-of-distribution``.
+
+The fitted statistics live in the model's metadata (``ModelInfo.extra["ood"]``, arrays as
+base64 float32), so they travel inside the ``.keras`` file, load in safe mode and need no
+custom weights. A model without them (trained before this change) still predicts; its
+``ood_score`` is empty (unavailable) and only the image checks can flag. An ensemble scores
+with each member's statistics and flags when *any* member does (``ood_score`` = the largest
+member score).
+
+The numpy part (fit, score, pack) is cheap to import; :class:`Scorer` and the fit on a model
+import Keras when called.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .imagecheck import NOT_XRAY
+from .progress import ProgressFn, report
+
+#: Where the statistics live in ``ModelInfo.extra``.
+KEY = "ood"
+#: The flag of an input whose features lie outside the training data.
+OUT_OF_DISTRIBUTION = "out-of-distribution"
+FLAGS = (NOT_XRAY, OUT_OF_DISTRIBUTION)
+#: Principal components kept (fewer when the feature or the split is smaller).
+DIMS = 64
+#: Val-split quantile that becomes the threshold.
+QUANTILE = 0.99
+#: At most this many training images are used for the statistics (a seeded sample).
+MAX_FIT = 5000
+
+
+# --------------------------------------------------------------------------------------
+# arrays in JSON
+# --------------------------------------------------------------------------------------
+
+
+def pack(a: np.ndarray) -> dict:
+    """A float32 array as ``{"shape", "base64"}`` (JSON-safe, 4 bytes per number)."""
+    a = np.ascontiguousarray(a, dtype="<f4")
+    return {"shape": list(a.shape), "base64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpack(d: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(d["base64"]), dtype="<f4").reshape(d["shape"]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# the statistics (numpy)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    """Class-conditional Mahalanobis in a PCA subspace plus a residual term."""
+
+    mean: np.ndarray  # (D,) mean of the training features
+    components: np.ndarray  # (k, D) orthonormal principal directions
+    class_means: np.ndarray  # (C, k) class means in the subspace
+    precision: np.ndarray  # (k, k) inverse of the shared within-class covariance
+    residual_var: float  # mean squared residual per dropped dimension (0: no residual term)
+    threshold: float = 1.0  # distance at the val quantile
+
+    def distance(self, feats: np.ndarray) -> np.ndarray:
+        """Smallest class-conditional squared Mahalanobis distance of each row of ``feats``."""
+        f = np.asarray(feats, np.float64).reshape(len(feats), -1) - self.mean
+        z = f @ self.components.T
+        d = z[:, None, :] - self.class_means[None, :, :]  # (n, C, k)
+        maha = np.einsum("nck,kj,ncj->nc", d, self.precision, d).min(axis=1)
+        if self.residual_var > 0:
+            resid = np.sum(f * f, axis=1) - np.sum(z * z, axis=1)
+            maha = maha + np.maximum(resid, 0.0) / self.residual_var
+        return maha
+
+    def score(self, feats: np.ndarray) -> np.ndarray:
+        """``ood_score``: distance / threshold (above 1 = out of distribution)."""
+        return self.distance(feats) / self.threshold
+
+    def to_record(self) -> dict:
+        return {"mean": pack(self.mean), "components": pack(self.components), "class_means": pack(self.class_means),
+                "precision": pack(self.precision), "residual_var": float(self.residual_var),
+                "threshold": float(self.threshold)}
+
+    @classmethod
+    def from_record(cls, r: dict) -> Stats:
+        return cls(unpack(r["mean"]), unpack(r["components"]), unpack(r["class_means"]), unpack(r["precision"]),
+                   float(r["residual_var"]), float(r["threshold"]))
+
+
+def fit_stats(feats: np.ndarray, y: np.ndarray, *, dims: int = DIMS, residual: bool = True) -> Stats:
+    """Statistics of the training features ``feats`` (n, D) with labels ``y``; threshold 1
+    until :func:`set_threshold`. The shared covariance is shrunk (Ledoit-Wolf) so a small
+    split still gives a stable inverse."""
+    from sklearn.covariance import LedoitWolf
+
+    f = np.asarray(feats, np.float64).reshape(len(feats), -1)
+    y = np.asarray(y)
+    mean = f.mean(axis=0)
+    centred = f - mean
+    k = int(max(1, min(dims, f.shape[1], len(f) - 1)))
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    components = vt[:k]
+    z = centred @ components.T
+    classes = np.unique(y)
+    class_means = np.stack([z[y == c].mean(axis=0) for c in classes])
+    within = z - class_means[np.searchsorted(classes, y)]
+    precision = LedoitWolf(assume_centered=True).fit(within).precision_
+    dropped = f.shape[1] - k
+    residual_var = float(np.sum(s[k:] ** 2) / len(f) / dropped) if residual and dropped > 0 else 0.0
+    return Stats(mean, components, class_means, precision, residual_var if residual_var > 1e-12 else 0.0)
+
+
+def set_threshold(stats: Stats, val_feats: np.ndarray, quantile: float = QUANTILE) -> np.ndarray:
+    """Set the threshold to the ``quantile`` of the val distances; returns the val scores."""
+    d = stats.distance(val_feats)
+    stats.threshold = float(max(np.quantile(d, quantile), 1e-9)) if len(d) else 1.0
+    return d / stats.threshold
+
+
+def flag_for(score: float | None, image_flag: str | None) -> str:
+    """The ``flag`` column: the image check first (it needs no model), then the distance."""
+    if image_flag:
+        return image_flag
+    if score is not None and score > 1.0:
+        return OUT_OF_DISTRIBUTION
+    return ""
+
+
+# --------------------------------------------------------------------------------------
+# models (Keras)
+# --------------------------------------------------------------------------------------
+
+
+def has_stats(info: Any) -> bool:
+    """True when the model (or, for an ensemble, at least one member) carries statistics."""
+    if KEY in (info.extra or {}):
+        return True
+    return any(KEY in m for m in (info.extra or {}).get("members", []))
+
+
+def feature_model(model):
+    """``model`` with a second output: the pooled features (one forward pass gives both)."""
+    from .backend import import_keras
+    from .models.names import POOL_LAYER
+
+    keras = import_keras()
+    pool = model.get_layer(POOL_LAYER).output
+    return keras.Model(model.inputs[0], [model.outputs[0], keras.layers.Flatten()(pool)])
+
+
+def predict_features(model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, features) for images ``x`` (n, s, s) uint8, batch by batch (the last
+    batch padded to the full size: one compiled shape)."""
+    probe = feature_model(model)
+    if not len(x):
+        n_classes, dim = (int(t.shape[-1]) for t in probe.outputs)
+        return np.zeros((0, n_classes)), np.zeros((0, dim))
+    probs, feats = [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size]
+        padded = np.concatenate([xb, np.repeat(xb[-1:], batch_size - len(xb), axis=0)])
+        p, f = probe.predict_on_batch(padded.astype(np.float32)[..., None])
+        probs.append(np.asarray(p, np.float64)[: len(xb)])
+        feats.append(np.asarray(f, np.float64)[: len(xb)])
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, *, batch_size: int = 64,
+            quantile: float = QUANTILE, seed: int = 0) -> dict:
+    """Fit the statistics on (a sample of at most :data:`MAX_FIT`) training images and the
+    threshold on the val images; returns the record for ``info.extra["ood"]``."""
+    t0 = time.perf_counter()
+    if len(train_x) > MAX_FIT:
+        keep = np.sort(np.random.default_rng(seed).choice(len(train_x), MAX_FIT, replace=False))
+        train_x, train_y = train_x[keep], np.asarray(train_y)[keep]
+    _, f_train = predict_features(model, train_x, batch_size)
+    stats = fit_stats(f_train, train_y)
+    _, f_val = predict_features(model, val_x, batch_size)
+    fitted_on = "val" if len(f_val) else "train"  # no val split: the training distances (optimistic)
+    val_scores = set_threshold(stats, f_val if len(f_val) else f_train, quantile)
+    record = stats.to_record()
+    record.update(method="mahalanobis-pca", feature_layer="avg_pool", dims=int(stats.components.shape[0]),
+                  feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on, n_train=int(len(train_x)),
+                  n_val=int(len(val_x)), val_flagged=float(np.mean(val_scores > 1.0)) if len(val_scores) else 0.0,
+                  seconds=round(time.perf_counter() - t0, 2))
+    return record
+
+
+@dataclass
+class FitResult:
+    model_path: Path
+    record: dict
+
+
+def fit_ood_model(path: str | Path, data: str | Path, *, out: str | Path | None = None,
+                  models_dir: str | Path | None = None, batch_size: int = 64,
+                  progress: ProgressFn | None = None) -> FitResult:
+    """Fit the statistics for an existing model on the train/val splits of ``data`` and save it
+    to ``out`` (default: replace the model, atomically). An ensemble gets each member's
+    statistics fitted on the same data."""
+    from .artifact import load_model, save_model
+    from .errors import DatasetError, ModelFormatError
+    from .inputs import load_split
+    from .manifest import read_manifest
+    from .resolve import resolve_model
+
+    source = resolve_model(str(path), models_dir)
+    target = Path(out) if out is not None else source
+    manifest = read_manifest(data)
+    for split in ("train", "val"):
+        if not manifest.split(split):
+            raise DatasetError(f"{manifest.root}: the {split} split is empty; it is needed to fit the OOD statistics")
+    report(progress, "load", 0, 1, message=f"loading {source}")
+    loaded = load_model(source)
+    info = loaded.info
+    if set(manifest.classes) != set(info.classes):
+        raise ModelFormatError(f"model {source} predicts {', '.join(info.classes)} but {data} has classes "
+                               f"{', '.join(manifest.classes)}")
+
+    def fit_one(model, size: int) -> dict:
+        train = load_split(manifest, "train", size, progress=progress)
+        val = load_split(manifest, "val", size, progress=progress)
+        report(progress, "fit", 0, 1, message=f"fitting OOD statistics on {len(train)} train and {len(val)} val images")
+        return fit_ood(model, train.x, train.y, val.x, batch_size=batch_size)
+
+    if info.architecture == "ensemble":
+        from .ensemble import member_models
+
+        records = []
+        for sub, member, _ in member_models(loaded):
+            member[KEY] = fit_one(sub, int(member["image_size"]))
+            records.append(member)
+        info.extra = {**info.extra, "members": records}
+        record = {"members": [m[KEY]["val_flagged"] for m in records]}
+    else:
+        record = fit_one(loaded.model, int(info.image_size))
+        info.extra = {**info.extra, KEY: record}
+        record = {k: v for k, v in record.items() if not isinstance(v, dict)}
+    report(progress, "save", 0, 1, message=f"saving {target}")
+    save_model(loaded.model, target, info)
+    return FitResult(model_path=target, record=record)
+
+
+def apply_on_flag(rows: list, on_flag: str) -> list:
+    """``predict --on-flag``: ``keep`` the rows as they are, ``drop`` the flagged ones, or
+    ``fail`` them: the row stays, without a prediction, with ``error = "flagged: FLAG"``."""
+    if on_flag == "keep":
+        return rows
+    if on_flag == "drop":
+        return [r for r in rows if not r.flag]
+    for r in rows:
+        if r.flag and r.error is None:
+            r.label = r.probability = r.probabilities = None
+            r.error = f"flagged: {r.flag}"
+    return rows
+
+
+def flag_summary(flags: list[str], total: int, on_flag: str = "keep") -> str:
+    """The one stderr line: how many inputs were flagged, why, and what happened to them."""
+    from collections import Counter
+
+    counts = Counter(flags)
+    why = ", ".join(f"{n} {flag}" for flag, n in sorted(counts.items()))
+    then = {"keep": "their predictions are in the output; see the flag column",
+            "drop": "their rows were left out (--on-flag drop)",
+            "fail": "their rows have no prediction (--on-flag fail)"}[on_flag]
+    return f"{len(flags)} of {total} inputs flagged ({why}): {then}"
+
+
+class Scorer:
+    """Probabilities and ``ood_score`` for batches of model input, in one pass per model.
+
+    For a plain model the forward pass returns the features beside the probabilities; for an
+    ensemble each member with statistics runs again on its own input (an ensemble costs about
+    twice as much with the score on). ``available`` is False for a model without statistics:
+    then :meth:`predict` returns ``None`` scores and only the image checks can flag.
+    """
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+        info = loaded.info
+        self.members: list[tuple[Any, Stats]] = []
+        self.probe = None
+        self.stats: Stats | None = None
+        if info.architecture == "ensemble":
+            from .ensemble import member_models
+
+            for sub, member, _ in member_models(loaded):
+                if KEY in member:
+                    self.members.append((self._member_probe(sub, int(member["image_size"])),
+                                         Stats.from_record(member[KEY])))
+        elif KEY in (info.extra or {}):
+            self.stats = Stats.from_record(info.extra[KEY])
+            self.probe = feature_model(loaded.model)
+        self.available = self.stats is not None or bool(self.members)
+
+    def _member_probe(self, sub, member_size: int):
+        from .backend import import_keras
+        from .models.names import POOL_LAYER
+
+        keras = import_keras()
+        size = int(self.loaded.info.image_size)
+        inner = keras.Model(sub.inputs[0], keras.layers.Flatten()(sub.get_layer(POOL_LAYER).output))
+        inp = keras.Input((size, size, 1), dtype="float32")
+        x = inp
+        if member_size != size:  # as the ensemble graph does
+            x = keras.layers.Resizing(member_size, member_size, interpolation="bilinear", antialias=True)(x)
+        return keras.Model(inp, inner(x))
+
+    def judge(self, images: list[np.ndarray], image_flags: list[str | None],
+              batch_size: int = 32) -> list[tuple[float | None, str]]:
+        """``(ood_score, flag)`` for decoded grey images of any size (resized as in training)
+        and their image-check flags; for callers that do not need the probabilities
+        (``gradcam``)."""
+        from .inference import model_input
+
+        scores: list[float | None] = []
+        for i in range(0, len(images), batch_size):
+            x = model_input(images[i : i + batch_size], int(self.loaded.info.image_size))
+            s = self.predict(x)[1] if self.available else None
+            scores += [None] * len(x) if s is None else [float(v) for v in s]
+        return [(s, flag_for(s, f)) for s, f in zip(scores, image_flags)]
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32."""
+        if self.probe is not None:
+            probs, feats = self.probe.predict_on_batch(x)
+            return np.asarray(probs, np.float32), self.stats.score(np.asarray(feats))
+        probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
+        if not self.members:
+            return probs, None
+        scores = np.stack([stats.score(np.asarray(probe.predict_on_batch(x))) for probe, stats in self.members])
+        return probs, scores.max(axis=0)
+
+
+__all__ = ["DIMS", "FLAGS", "FitResult", "KEY", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
+           "apply_on_flag", "feature_model", "fit_ood", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "pack",
+           "predict_features", "set_threshold", "unpack"]

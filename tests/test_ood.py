@@ -1,0 +1,247 @@
+"""Know what you don't know (cxrtool.imagecheck, cxrtool.ood): non-X-rays and inputs unlike
+the training data are flagged in predict, gradcam, evaluate and ensembles; models without
+statistics still predict."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtool.cli import main
+from cxrtool.imagecheck import NOT_XRAY, check_image, colour_fraction, failed_checks, image_stats
+from cxrtool.ood import OUT_OF_DISTRIBUTION, Stats, fit_stats, flag_for, pack, set_threshold, unpack
+from cxrtool.synthetic import make_phantom
+from cxrtool.synthetic.nonxray import KINDS, make_non_xray, write_non_xrays
+from helpers_dataset import make_dataset
+
+#: What the image checks alone catch; skull, hand and shapes are left to the model's features.
+IMAGE_LEVEL = ("noise", "document", "gradient", "colour", "texture")
+SIZE = 24
+
+
+# --------------------------------------------------------------------------------------
+# image checks (no Keras)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", IMAGE_LEVEL)
+def test_image_checks_flag_generated_non_xrays(kind):
+    for seed in range(6):
+        im = make_non_xray(kind, seed, 256)
+        gray = np.asarray(im.convert("L"))
+        flag = check_image(gray, width=im.width, height=im.height, colour=colour_fraction(im))
+        assert flag == NOT_XRAY, (kind, seed, image_stats(gray, colour=colour_fraction(im)))
+
+
+def test_image_checks_pass_phantom_xrays_and_catch_shape_and_inversion():
+    for label in ("covid", "pneumonia", "normal"):
+        for seed in range(5):
+            img = make_phantom(label, seed, 128)
+            assert check_image(img) is None, (label, seed, failed_checks(image_stats(img)))
+    img = make_phantom("normal", 0, 128)
+    assert "aspect" in failed_checks(image_stats(img, width=1200, height=300))
+    assert "inverted" in failed_checks(image_stats(255 - make_phantom("normal", 1, 128)))
+
+
+def test_colour_is_measured_on_the_file_and_grey_rgb_is_not_colour(tmp_path):
+    from cxrtool.imageio import read_image
+
+    grey_rgb = Image.fromarray(make_phantom("covid", 0, 96)).convert("RGB")
+    grey_rgb.save(tmp_path / "grey.png")
+    make_non_xray("colour", 0, 96).save(tmp_path / "colour.png")
+    assert read_image(tmp_path / "grey.png").colour == 0.0
+    assert read_image(tmp_path / "colour.png").colour > 0.5
+
+
+def test_imagecheck_and_ood_import_no_keras():
+    code = ("import sys, cxrtool.imagecheck, cxrtool.ood, cxrtool.imageio, cxrtool.synthetic.nonxray; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'jax', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# statistics (numpy)
+# --------------------------------------------------------------------------------------
+
+
+def test_mahalanobis_statistics_separate_far_points_and_survive_packing():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (3, 20))
+    y = np.repeat(np.arange(3), 200)
+    feats = centres[y] + rng.normal(0, 1, (600, 20))
+    stats = fit_stats(feats, y, dims=8)
+    val = centres[np.repeat(np.arange(3), 50)] + rng.normal(0, 1, (150, 20))
+    val_scores = set_threshold(stats, val, 0.99)
+    assert np.mean(val_scores > 1) <= 0.02
+    far = rng.normal(0, 1, (50, 20)) * 10 + 30
+    assert np.all(stats.score(far) > 1)
+    again = Stats.from_record(json.loads(json.dumps(stats.to_record())))
+    assert np.allclose(again.score(val), stats.score(val), rtol=1e-5)
+    a = rng.normal(size=(3, 4)).astype(np.float32)
+    assert np.array_equal(unpack(pack(a)), a)
+
+
+def test_flag_prefers_the_image_check_and_needs_a_score_above_one():
+    assert flag_for(0.5, NOT_XRAY) == NOT_XRAY
+    assert flag_for(1.5, None) == OUT_OF_DISTRIBUTION
+    assert flag_for(0.99, None) == "" and flag_for(None, None) == ""
+
+
+# --------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "data", {"train": 10, "val": 8, "test": 4}, size=96)
+
+
+@pytest.fixture(scope="module")
+def models(dataset, tmp_path_factory) -> dict[str, Path]:
+    """``trained``: a 1-epoch cnn (train fits the statistics); ``old``: an untrained cnn saved
+    without statistics, as a model from before this change."""
+    from cxrtool.artifact import ModelInfo, save_model
+    from cxrtool.models import build_model
+    from cxrtool.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("models")
+    train(dataset, "cnn", options=TrainOptions(epochs=1, image_size=SIZE, batch_size=10, seed=0, lr=3e-3),
+          out=root / "trained.keras")
+    model = build_model("cnn", image_size=SIZE, weights="none", seed=1)
+    save_model(model, root / "old.keras", ModelInfo("cnn", image_size=SIZE, gradcam_layer="feature_map"))
+    return {"trained": root / "trained.keras", "old": root / "old.keras"}
+
+
+@pytest.fixture(scope="module")
+def non_xrays(tmp_path_factory) -> list[Path]:
+    return write_non_xrays(tmp_path_factory.mktemp("nx"), per_kind=2, size=128)
+
+
+def _test_images(dataset: Path) -> list[Path]:
+    return sorted((dataset / "test").rglob("*.png"))
+
+
+def _predict(capsys, *args):
+    code = main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_stores_the_statistics_and_they_load_in_safe_mode(models):
+    from cxrtool.artifact import load_model, read_info
+
+    record = read_info(models["trained"]).extra["ood"]
+    assert record["method"] == "mahalanobis-pca" and record["threshold"] > 0 and record["n_val"] == 24
+    assert record["feature_dim"] == 256 and 1 <= record["dims"] <= 64
+    loaded = load_model(models["trained"])
+    from cxrtool.ood import Scorer
+
+    assert Scorer(loaded).available and not Scorer(load_model(models["old"])).available
+
+
+def test_predict_columns_and_flags(capsys, models, dataset, non_xrays):
+    xrays = _test_images(dataset)
+    code, out, err = _predict(capsys, "--model", models["trained"], *non_xrays, *xrays)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and list(rows[0])[-3:] == ["error", "ood_score", "flag"]
+    by_path = {r["path"]: r for r in rows}
+    for p in non_xrays:
+        kind = p.stem.rsplit("-", 1)[0]
+        if kind in IMAGE_LEVEL:
+            assert by_path[str(p)]["flag"] == NOT_XRAY, p
+        assert by_path[str(p)]["label"]  # the prediction is still given
+    assert all(by_path[str(p)]["ood_score"] != "" for p in xrays)
+    assert all(by_path[str(p)]["flag"] != NOT_XRAY for p in xrays)
+    n_flagged = sum(1 for r in rows if r["flag"])
+    assert sum(1 for p in non_xrays if by_path[str(p)]["flag"]) >= 0.8 * len(non_xrays)
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and warning[0].startswith(f"warning: {n_flagged} of {len(rows)} inputs flagged")
+
+    code, out, _ = _predict(capsys, "--model", models["trained"], non_xrays[0], xrays[0], "--format", "jsonl")
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and recs[0]["flag"] == NOT_XRAY and isinstance(recs[0]["ood_score"], float)
+    assert {"ood_score", "flag"} <= set(recs[1])
+
+
+def test_on_flag_keep_drop_fail(capsys, models, dataset, non_xrays):
+    noise, xray = non_xrays[KINDS.index("noise") * 2], _test_images(dataset)[0]
+    code, out, err = _predict(capsys, "--model", models["trained"], noise, xray, "--on-flag", "drop")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and str(noise) not in [r["path"] for r in rows] and "left out" in err
+    code, out, err = _predict(capsys, "--model", models["trained"], noise, xray, "--on-flag", "fail")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 1 and rows[0]["path"] == str(noise) and rows[0]["error"] == f"flagged: {NOT_XRAY}"
+    assert rows[0]["label"] == rows[0]["probability"] == "" and f"error: {noise}: flagged" in err
+    code, out, _ = _predict(capsys, "--model", models["trained"], noise, xray, "--on-flag", "keep")
+    assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 2
+    code, _, err = _predict(capsys, "--model", models["trained"], xray, "--on-flag", "ignore")
+    assert code == 2 and "--on-flag" in err
+
+
+def test_old_model_predicts_with_the_score_unavailable_then_fit_ood(capsys, models, dataset, non_xrays, tmp_path):
+    noise, xray = non_xrays[KINDS.index("noise") * 2], _test_images(dataset)[0]
+    code, out, err = _predict(capsys, "--model", models["old"], noise, xray)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and "no OOD statistics" in err
+    assert [r["ood_score"] for r in rows] == ["", ""] and rows[0]["flag"] == NOT_XRAY and rows[1]["label"]
+
+    fitted = tmp_path / "fitted.keras"
+    code = main(["fit-ood", str(models["old"]), "--data", str(dataset), "--out", str(fitted)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.strip() == str(fitted) and "threshold" in err
+    code, out, err = _predict(capsys, "--model", fitted, xray)
+    assert code == 0 and list(csv.DictReader(io.StringIO(out)))[0]["ood_score"] != ""
+    assert "no OOD statistics" not in err
+
+
+def test_ensemble_flags_when_any_member_does(models, dataset, tmp_path):
+    from cxrtool.artifact import load_model
+    from cxrtool.ensemble import build_ensemble
+    from cxrtool.inference import model_input
+    from cxrtool.ood import Scorer, fit_ood_model
+
+    fitted = fit_ood_model(models["old"], dataset, out=tmp_path / "m2.keras").model_path
+    ens = build_ensemble([models["trained"], fitted], out=tmp_path / "ens.keras").model_path
+    half = build_ensemble([models["trained"], models["old"]], out=tmp_path / "half.keras").model_path
+    rng = np.random.default_rng(0)
+    images = [make_phantom("covid", 5, 96), make_non_xray("skull", 0, 96).convert("L"), rng.integers(0, 256, (96, 96))]
+    x = model_input([np.asarray(im, np.uint8) for im in images], SIZE)
+    s_ens = Scorer(load_model(ens)).predict(x)[1]
+    s_a = Scorer(load_model(models["trained"])).predict(x)[1]
+    s_b = Scorer(load_model(fitted)).predict(x)[1]
+    assert np.allclose(s_ens, np.maximum(s_a, s_b), rtol=1e-4)
+    assert np.allclose(Scorer(load_model(half)).predict(x)[1], s_a, rtol=1e-4)  # the member without statistics is skipped
+
+
+def test_evaluate_reports_flagged_fractions_and_metrics_without_them(models, dataset):
+    from cxrtool.evaluate import evaluate
+
+    doc = evaluate(dataset, [str(models["trained"]), str(models["old"])], n_boot=0)
+    o = doc["models"]["trained"]["ood"]
+    assert o["available"] and o["n"] == 12 and set(o["per_class"]) == {"covid", "pneumonia", "normal"}
+    assert sum(v["n"] for v in o["per_source"].values()) == 12
+    assert sum(v["flagged"] for v in o["per_class"].values()) == o["flagged"]
+    assert o["unflagged"]["n"] == 12 - o["flagged"] and o["all"]["accuracy"] == pytest.approx(
+        doc["models"]["trained"]["metrics"]["accuracy"])
+    assert not doc["models"]["old"]["ood"]["available"]
+
+
+def test_gradcam_says_when_the_input_is_flagged(capsys, models, dataset, non_xrays, tmp_path):
+    noise, xray = non_xrays[KINDS.index("noise") * 2], _test_images(dataset)[0]
+    code = main(["gradcam", "--model", str(models["trained"]), str(noise), str(xray), "--out", str(tmp_path / "g")])
+    out, _ = capsys.readouterr()
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert code == 0 and lines[0][0] == str(noise) and lines[0][-1] == NOT_XRAY
+    flagged = np.asarray(Image.open(lines[0][3]).convert("RGB"))
+    assert flagged[-2, 2, 0] > 150 and flagged[-2, 2, 1] < 80  # the red band at the bottom
+    assert lines[1][0] == str(xray) and (len(lines[1]) == 4 or lines[1][4] == OUT_OF_DISTRIBUTION)
