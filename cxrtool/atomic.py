@@ -197,14 +197,21 @@ def staged_files(folder: str | Path, *, last: str) -> Iterator[Path]:
     unfinished, with LAST it is complete. Plain files only (no sub-folders).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staged-", dir=folder.parent))
+    with writing(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staged-", dir=folder.parent))
     try:
-        yield tmp
-        folder.mkdir(exist_ok=True)
-        (folder / last).unlink(missing_ok=True)
-        names = sorted(p.name for p in tmp.iterdir() if p.name != last)
-        for name in [*names, last] if (tmp / last).exists() else names:
-            os.replace(tmp / name, folder / name)
+        try:
+            yield tmp
+        except WriteError as exc:  # name the file the user asked for, not the staging copy
+            if not _inside(exc.destination, tmp):
+                raise
+            raise WriteError(folder / exc.destination.relative_to(tmp), exc.cause, exc.detail) from exc
+        with writing(folder):
+            folder.mkdir(exist_ok=True)
+            (folder / last).unlink(missing_ok=True)
+            names = sorted(p.name for p in tmp.iterdir() if p.name != last)
+            for name in [*names, last] if (tmp / last).exists() else names:
+                os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

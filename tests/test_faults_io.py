@@ -227,13 +227,16 @@ def test_evaluate_write_failure(data, model, tmp_path, capsys, monkeypatch):
     from cxrtool.cli import main
 
     out = tmp_path / "eval"
-    refused = fail_writes(monkeypatch, out, errno.EROFS, name="report.md")
+    # evaluate writes into a hidden sibling of OUT and moves the files in at the end: refuse
+    # report.md wherever it is written under tmp_path
+    refused = fail_writes(monkeypatch, tmp_path, errno.EROFS, name="report.md")
     code = main(["evaluate", str(data), "-m", str(model), "--out", str(out), "--bootstrap", "0"])
     line = one_error(capsys)
     assert code == 1 and refused
     assert line == f"error: {out / 'report.md'}: cannot write: read-only file system", line
-    assert not (out / "report.md").exists() and hidden_files(out) == []
-    for name in all_files(out):  # whatever was written before is whole
+    assert not (out / "report.md").exists() and not (out / "metrics.json").exists()
+    assert hidden_files(tmp_path) == []  # no staging folder or temporary file left behind
+    for name in all_files(out) if out.exists() else []:  # whatever was written before is whole
         if name.endswith(".json"):
             json.loads((out / name).read_text())
 
