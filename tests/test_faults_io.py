@@ -532,13 +532,15 @@ def test_flat_heat_map_is_reported_not_painted(flat_model, data, tmp_path, capsy
     assert main(["gradcam", *map(str, images), "--model", str(flat_model), "--out", str(out), "--save-raw"]) == 0
     stdout, err = capsys.readouterr()
     lines = [line.split("\t") for line in stdout.splitlines()]
-    assert [len(f) for f in lines] == [5, 5] and all(f[4] == "flat" for f in lines), stdout
+    # the fifth field lists the notes, comma-separated (an untrained model may also flag the input)
+    assert [len(f) for f in lines] == [5, 5] and all("flat" in f[4].split(",") for f in lines), stdout
     assert "2 of 2 heat maps are flat" in err
     for fields, path in zip(lines, images):
         overlay = np.asarray(Image.open(fields[3]).convert("RGB")).astype(int)
         gray = load_image(path)
         scale = overlay.shape[0] // gray.shape[0]
-        body = overlay[overlay.shape[0] // 2 :, : gray.shape[1] * scale]  # below the caption box
+        h = overlay.shape[0]  # below the caption box, above a FLAGGED band (an untrained model may flag)
+        body = overlay[h // 2 : 3 * h // 4, : gray.shape[1] * scale]
         assert np.array_equal(body[..., 0], body[..., 1]) and np.array_equal(body[..., 1], body[..., 2])  # no colour
         assert np.load(Path(fields[3]).with_suffix(".npy")).max() == 0.0
 

@@ -78,8 +78,8 @@ def gradcam(
         ex = rec.explanation
         flat += rec.flat
         with reader_may_leave():  # `| head`: the files are still written; printing stops quietly
-            extra = "".join(f"\t{word}" for word in (rec.flag, "flat" if rec.flat else "") if word)
-            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}{extra}")
+            notes = ",".join(word for word in (rec.flag, "flat" if rec.flat else "") if word)  # one fifth field
+            typer.echo(f"{rec.path}\t{ex.label}\t{ex.probability:.4f}\t{rec.output}" + (f"\t{notes}" if notes else ""))
     for sheet in sheets:
         console.info(f"contact sheet: {sheet}")
     if flat:
