@@ -193,6 +193,36 @@ def test_train_checkpoint_write_failure(data, tmp_path, capsys, monkeypatch):
     assert not (models / "m.run" / "best.weights.h5").exists()
 
 
+@pytest.mark.parametrize("command", ["calibrate", "ensemble"])
+def test_calibrate_and_ensemble_write_failure_leave_the_old_model_whole(command, data, model, tmp_path, capsys,
+                                                                        monkeypatch):
+    """The model file cannot be written: one line naming it, exit 1, an existing file at that
+    path untouched (calibrate replaces the model in place by default), no temporary files."""
+    from cxrtool.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    target = models / "m.keras"
+    shutil.copy(model, target)
+    before = target.read_bytes()
+    refused = fail_writes(monkeypatch, models, errno.ENOSPC, name=".tmp.keras")  # the temp file, not the lock
+    if command == "calibrate":
+        args = ["calibrate", str(target), "--data", str(data)]
+    else:
+        from cxrtool.artifact import ModelInfo, save_model
+        from cxrtool.models import build_model
+
+        other = save_model(build_model("cnn", image_size=24, weights="none", seed=1), tmp_path / "b.keras",
+                           ModelInfo("cnn", image_size=24, gradcam_layer="feature_map"))
+        members = [model, other]  # two different files (the same one twice is refused)
+        args = ["ensemble", *map(str, members), "--data", str(data), "--out", str(target)]
+    code = main(["-q", *args])
+    line = one_error(capsys)
+    assert code == 1 and refused
+    assert line == f"error: {target}: cannot write: no space left on the device", line
+    assert target.read_bytes() == before and hidden_files(models) == []
+
+
 def test_train_model_write_failure_after_a_cache_write_failure(data, tmp_path, capsys, monkeypatch):
     """The dataset cache cannot be written (training goes on without it), then neither can the
     final .keras: one line naming the model file, nothing partial, the dataset untouched."""
