@@ -45,15 +45,19 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
-_state: dict = {"signum": None, "armed": False, "advice": None, "reported": False, "pid": None,
-                "resent": 0}
+_state: dict = {"signum": None, "pending": None, "armed": False, "advice": None, "reported": False,
+                "pid": None, "resent": 0}
 _report_lock = threading.Lock()
 _pipe: tuple[int, int] | None = None  # (read, write) of the wakeup pipe; one watchdog per process
 
 
 def received() -> int | None:
-    """The first signal received while :func:`handling` was active (None if none)."""
-    return _state["signum"]
+    """The first signal received while :func:`handling` was active (None if none).
+
+    Includes a signal whose raise was deferred (it landed in a finalizer, see :data:`_NO_RAISE`):
+    code that fails or ends in the meantime must still exit 130/143, not 1 or 0.
+    """
+    return _state["signum"] if _state["signum"] is not None else _state["pending"]
 
 
 def exit_code(signum: int) -> int:
@@ -63,7 +67,7 @@ def exit_code(signum: int) -> int:
 
 def message() -> str:
     """The one line printed after an interrupt (without the ``error:`` prefix)."""
-    signum = _state["signum"] or signal.SIGINT
+    signum = received() or signal.SIGINT
     line = f"interrupted ({signal.Signals(signum).name})"
     advice = _state["advice"]
     if advice is not None:
@@ -96,13 +100,26 @@ def advice(describe: Callable[[], str]) -> Iterator[None]:
     try:
         yield
     finally:
-        if _state["signum"] is None:  # after an interrupt it stays, for the line printed at the end
+        if received() is None:  # after an interrupt it stays, for the line printed at the end
             _state["advice"] = previous
 
 
 #: Functions in which an exception is printed and dropped ("Exception ignored in"): logging's
 #: fork hooks (a pool forking its workers) and finalizers. A signal landing there is sent again.
 _NO_RAISE = frozenset({"_acquireLock", "_releaseLock", "_after_at_fork_child_reinit_locks", "__del__"})
+#: Modules that run a host callback from inside a jitted computation: an exception raised there
+#: comes out as a JaxRuntimeError (exit 1 instead of 130/143). A signal landing there is sent again.
+_CALLBACK_MODULES = frozenset({"jax._src.callback", "jax._src.debugging"})
+
+
+def _must_not_raise(frame) -> bool:
+    if frame is not None and frame.f_code.co_name in _NO_RAISE:
+        return True
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _CALLBACK_MODULES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _handler(signum, frame) -> None:
@@ -112,10 +129,16 @@ def _handler(signum, frame) -> None:
         return
     if _state["signum"] is not None:
         return  # the second one: the watchdog ends the process; never raise into cleanup code
-    if frame is not None and frame.f_code.co_name in _NO_RAISE:
-        _state["resent"] += 1
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-        return
+    if _state["pending"] is None:
+        _state["pending"] = signum  # before anything that can fail: received() knows from now on
+    if _must_not_raise(frame):
+        try:
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        except RuntimeError:  # no thread can start (interpreter shutting down): raise here after all
+            pass
+        else:
+            _state["resent"] += 1
+            return
     _state["signum"] = signum
     raise Interrupted(signum)
 
@@ -174,8 +197,8 @@ def _watchdog(read_fd: int) -> None:
 
 
 def _end(signum: int) -> None:
-    if _state["signum"] is None:  # the handler never got to run in the main thread
-        _state["signum"] = signum
+    if _state["signum"] is None:  # the handler never got to run (or only deferred) in the main thread
+        _state["signum"] = received() or signum
     hard_exit(exit_code(_state["signum"]), flush=False)
 
 
@@ -201,7 +224,7 @@ def handling() -> Iterator[None]:
         return
     write_fd = _start_watchdog()
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _state.update(signum=None, armed=True, reported=False, advice=None, pid=os.getpid(), resent=0)
+    _state.update(signum=None, pending=None, armed=True, reported=False, advice=None, pid=os.getpid(), resent=0)
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     try:
         for s in SIGNALS:
