@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from .locks import remove_held
+
 #: Seconds the main thread gets to unwind after the first signal before the process is ended.
 GRACE_S = 5.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -160,6 +162,7 @@ def hard_exit(code: int, *, flush: bool = True) -> None:
     """
     report()
     _kill_workers()
+    remove_held()  # os._exit skips the `with hold(...)` blocks: leave no stale lock file
     if flush:
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -21,6 +21,19 @@ from pathlib import Path
 from .errors import CxrError
 
 
+#: Lock files this process holds: removed by :func:`remove_held` when the process ends without
+#: unwinding (``interrupts.hard_exit`` after a stuck XLA call), so no stale file is left.
+_HELD: set[Path] = set()
+
+
+def remove_held() -> None:
+    """Unlink every lock file this process holds (the kernel drops the locks at exit anyway)."""
+    for path in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        _HELD.discard(path)
+
+
 class LockedError(CxrError):
     """Another cxrtool run holds the target (exit 1)."""
 
@@ -79,9 +92,11 @@ def hold(target: str | Path) -> Iterator[Path]:
                 fd = None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for people and the error above
+        _HELD.add(path)
         yield path
     finally:
         if fd is not None:
+            _HELD.discard(path)
             with contextlib.suppress(OSError):
                 os.unlink(path)  # before unlocking, so a waiter never locks a file about to vanish
             os.close(fd)
@@ -97,4 +112,4 @@ def _holder(path: Path) -> str:
     return ""
 
 
-__all__ = ["LockedError", "hold", "lock_path"]
+__all__ = ["LockedError", "hold", "lock_path", "remove_held"]
