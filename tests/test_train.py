@@ -381,3 +381,19 @@ def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
     code = main(["train", str(root), "--model", "cnn", "--sampling", "by-source", "--out", str(tmp_path / "x.keras")])
     assert code == 2 and "--sampling must be one of uniform, source-balanced" in capsys.readouterr().err
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_batch_progress_stays_in_order_when_keras_delivers_steps_out_of_order():
+    """Keras calls async-safe batch callbacks from a thread pool, so step 2 can arrive before
+    step 1 (seen as [0, 2, 1] in CI): the events still count 0, 1, 2, 3 with nothing repeated."""
+    from cxrtool.backend import import_keras
+    from cxrtool.train import TrainOptions
+    from cxrtool.train.callbacks import make_monitor
+
+    events = []
+    monitor = make_monitor(import_keras(), state={}, files=None, options=TrainOptions(epochs=1), progress=events.append,
+                           steps=3, batch=4, is_chief=False, save_checkpoint=lambda *a: None)
+    monitor.on_epoch_begin(0)
+    for index in (1, 0, 2):  # step 2 ends first, then step 1 arrives late
+        monitor.on_train_batch_end(index)
+    assert [e["done"] for e in events if e["stage"] == "batch"] == [0, 1, 2, 3]

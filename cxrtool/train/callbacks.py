@@ -8,6 +8,7 @@ Keras); :func:`make_monitor` wraps them in the Keras callback that applies them.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,10 +85,18 @@ def make_monitor(
         def on_epoch_begin(self, epoch, logs=None):
             self._t0 = time.perf_counter()
             self._epoch = epoch + 1
+            self._lock = threading.Lock()
+            self._done = 0
             report(progress, "batch", 0, steps, epoch=self._epoch, epochs=options.epochs)
 
         def on_train_batch_end(self, batch_index, logs=None):
-            report(progress, "batch", batch_index + 1, steps, epoch=self._epoch, epochs=options.epochs)
+            # Keras dispatches async-safe batch callbacks from a thread pool, so step 2 can arrive
+            # before step 1. Steps run in order, so step N done means every step before it is:
+            # report the steps not yet reported, in order, and ignore a late one.
+            with self._lock:
+                for done in range(self._done + 1, batch_index + 2):
+                    report(progress, "batch", done, steps, epoch=self._epoch, epochs=options.epochs)
+                self._done = max(self._done, batch_index + 1)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
