@@ -19,6 +19,29 @@ def open_model(name: str, models_dir: str | Path | None = None) -> LoadedModel:
     return load_model(resolve_model(name, models_dir))
 
 
+def open_model_for_data(path: str | Path, data: str | Path, *, splits: Sequence[str], purpose: str,
+                        models_dir: str | Path | None = None, progress=None):  # noqa: ANN001 - ProgressFn
+    """``(source, manifest, loaded)`` for a fit on an existing model (a temperature, OOD
+    statistics): the model file resolved, the dataset's ``splits`` present, the model loaded and
+    its classes those of the dataset; one clear error otherwise."""
+    from .errors import DatasetError, ModelFormatError
+    from .manifest import read_manifest
+    from .progress import report
+
+    source = resolve_model(str(path), models_dir)
+    manifest = read_manifest(data)
+    for split in splits:
+        if not manifest.split(split):
+            raise DatasetError(f"{manifest.root}: the {split} split is empty; it is needed to fit {purpose}")
+    report(progress, "load", 0, 1, message=f"loading {source}")
+    loaded = load_model(source)
+    info = loaded.info
+    if set(manifest.classes) != set(info.classes):
+        raise ModelFormatError(f"model {source} predicts {', '.join(info.classes)} but {data} has classes "
+                               f"{', '.join(manifest.classes)}")
+    return source, manifest, loaded
+
+
 def model_input(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     """Grayscale images of any size -> ``(N, size, size, 1)`` float32 in 0..255, as in training."""
     if not len(images):

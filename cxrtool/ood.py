@@ -218,24 +218,14 @@ def fit_ood_model(path: str | Path, data: str | Path, *, out: str | Path | None 
     """Fit the statistics for an existing model on the train/val splits of ``data`` and save it
     to ``out`` (default: replace the model, atomically). An ensemble gets each member's
     statistics fitted on the same data."""
-    from .artifact import load_model, save_model
-    from .errors import DatasetError, ModelFormatError
+    from .artifact import save_model
+    from .inference import open_model_for_data
     from .inputs import load_split
-    from .manifest import read_manifest
-    from .resolve import resolve_model
 
-    source = resolve_model(str(path), models_dir)
+    source, manifest, loaded = open_model_for_data(path, data, splits=("train", "val"), purpose="the OOD statistics",
+                                                   models_dir=models_dir, progress=progress)
     target = Path(out) if out is not None else source
-    manifest = read_manifest(data)
-    for split in ("train", "val"):
-        if not manifest.split(split):
-            raise DatasetError(f"{manifest.root}: the {split} split is empty; it is needed to fit the OOD statistics")
-    report(progress, "load", 0, 1, message=f"loading {source}")
-    loaded = load_model(source)
     info = loaded.info
-    if set(manifest.classes) != set(info.classes):
-        raise ModelFormatError(f"model {source} predicts {', '.join(info.classes)} but {data} has classes "
-                               f"{', '.join(manifest.classes)}")
 
     def fit_one(model, size: int) -> dict:
         train = load_split(manifest, "train", size, progress=progress)

@@ -230,23 +230,14 @@ def calibrate_model(
     split of the dataset ``data`` and save the calibrated model to ``out`` (default: replace
     ``path``, atomically). A model that already has a temperature is re-fitted from its
     uncalibrated scores."""
-    from ..artifact import load_model, save_model
-    from ..errors import DatasetError, ModelFormatError
+    from ..artifact import save_model
+    from ..inference import open_model_for_data
     from ..inputs import load_split
-    from ..manifest import read_manifest
-    from ..resolve import resolve_model
 
-    source = resolve_model(str(path), models_dir)
+    source, manifest, loaded = open_model_for_data(path, data, splits=("val",), purpose="the temperature",
+                                                   models_dir=models_dir, progress=progress)
     target = Path(out) if out is not None else source
-    manifest = read_manifest(data)
-    if not manifest.split("val"):
-        raise DatasetError(f"{manifest.root}: the val split is empty; it is needed to fit the temperature")
-    report(progress, "load", 0, 1, message=f"loading {source}")
-    loaded = load_model(source)
     info = loaded.info
-    if set(manifest.classes) != set(info.classes):
-        raise ModelFormatError(f"model {source} predicts {', '.join(info.classes)} but {data} has classes "
-                               f"{', '.join(manifest.classes)}")
     split = load_split(manifest, "val", info.image_size, progress=progress)
     order = {c: i for i, c in enumerate(info.classes)}
     y = np.asarray([order[split.classes[t]] for t in split.y], dtype=np.int64)  # the model's class order
