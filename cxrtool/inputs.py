@@ -191,13 +191,19 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
-def source_balanced_order(y: np.ndarray, sources: Sequence[str], rng: np.random.Generator) -> np.ndarray:
-    """One epoch's image indices in which, within each class, every source is drawn equally often.
+def source_balanced_order(
+    y: np.ndarray, sources: Sequence[str], rng: np.random.Generator, power: float = 0.0
+) -> np.ndarray:
+    """One epoch's image indices in which, within each class, sources are drawn by their size to ``power``.
 
+    ``power=0`` (``--sampling source-balanced``): every source of a class equally often, so a
+    source of two images weighs as much as one of five hundred. ``power=0.5``
+    (``--sampling source-sqrt``): in proportion to the square root of a source's size, a middle
+    way (a source 100 times larger is drawn 10 times as often, not 100 times or once).
     Each class keeps its size ``n_c`` (so class weights still balance the classes and the
-    epoch has as many steps as a uniform one); its ``S_c`` sources get ``n_c // S_c`` draws
-    each (the remainder to randomly chosen sources). A source with fewer images than its
-    draws repeats them (each image ``floor`` or ``ceil`` times), a larger one is sub-sampled,
+    epoch has as many steps as a uniform one); a source's quota is ``floor(n_c * share)``, the
+    remainder going one each to randomly chosen sources. A source with fewer images than its
+    quota repeats them (each image ``floor`` or ``ceil`` times), a larger one is sub-sampled,
     a new subset each epoch. The order is shuffled.
     """
     y = np.asarray(y)
@@ -205,9 +211,10 @@ def source_balanced_order(y: np.ndarray, sources: Sequence[str], rng: np.random.
     picked = []
     for c in np.unique(y):
         in_class = np.flatnonzero(y == c)
-        names = np.unique(sources[in_class])
-        quota = np.full(len(names), len(in_class) // len(names))
-        quota[rng.permutation(len(names))[: len(in_class) % len(names)]] += 1
+        names, sizes = np.unique(sources[in_class], return_counts=True)
+        weights = sizes.astype(np.float64) ** power
+        quota = np.floor(len(in_class) * weights / weights.sum() + 1e-9).astype(np.int64)
+        quota[rng.permutation(len(names))[: len(in_class) - int(quota.sum())]] += 1
         for name, q in zip(names, quota):
             if q == 0:  # more sources than images in the class
                 continue
@@ -229,6 +236,7 @@ def make_feeder(
     epoch: int = 0,
     shard: tuple[int, int] = (0, 1),
     sources: Sequence[str] | None = None,
+    source_power: float = 0.0,
 ):
     """A ``keras.utils.PyDataset`` of fixed-size uint8 batches ``(x[..., None], y, w)``.
 
@@ -236,8 +244,8 @@ def make_feeder(
     dropped, a different one each epoch) so the compiled train step never recompiles.
     ``shard=(i, n)``: multi-process training, process ``i`` of ``n`` feeds every n-th image of
     the same global permutation. The epoch's permutation depends on (seed, epoch) only.
-    ``sources`` (one per image): draw each epoch with :func:`source_balanced_order` instead
-    of a permutation.
+    ``sources`` (one per image): draw each epoch with :func:`source_balanced_order` (sources
+    weighted by their size to ``source_power``) instead of a permutation.
     """
     from .backend import import_keras
 
@@ -260,7 +268,7 @@ def make_feeder(
             idx = np.arange(len(self.y))
             rng = np.random.default_rng([self.seed, self.epoch])
             if sources is not None:
-                idx = source_balanced_order(self.y, sources, rng)
+                idx = source_balanced_order(self.y, sources, rng, source_power)
             elif shuffle:
                 idx = rng.permutation(len(self.y))
             return idx[self.process :: self.processes]

@@ -360,6 +360,30 @@ def test_source_balanced_sampling_draws_every_source_equally_within_a_class():
     assert not np.array_equal(np.concatenate([feeder[i][0].reshape(-1) for i in range(7)]), index)
 
 
+def test_source_sqrt_sampling_draws_sources_by_the_square_root_of_their_size():
+    from cxrtool.inputs import make_feeder, source_balanced_order
+
+    # one class: sources of 400, 100 and 4 images -> shares 20 : 10 : 2 of 504 draws
+    sizes = {"big": 400, "mid": 100, "tiny": 4}
+    sources = [s for s, n in sizes.items() for _ in range(n)]
+    y = np.zeros(len(sources), np.int32)
+    src = np.asarray(sources)
+    for epoch in range(3):
+        order = source_balanced_order(y, sources, np.random.default_rng([0, epoch]), power=0.5)
+        assert len(order) == len(y)
+        counts = {s: int((src[order] == s).sum()) for s in sizes}
+        expected = {s: 504 * np.sqrt(n) / (20 + 10 + 2) for s, n in sizes.items()}  # 315, 157.5, 31.5
+        assert all(abs(counts[s] - expected[s]) <= 1 for s in sizes), counts
+        per_image = np.bincount(order, minlength=len(y))
+        assert set(per_image[-4:]) <= {7, 8} and set(per_image[:400]) <= {0, 1}  # tiny repeats, big sub-sampled
+    # power 1 draws every source by its size: each image once, like a uniform epoch
+    order = source_balanced_order(y, sources, np.random.default_rng(3), power=1.0)
+    assert np.array_equal(np.sort(order), np.arange(len(y)))
+    feeder = make_feeder(np.zeros((len(y), 1, 1), np.uint8), y, 8, seed=1, sources=sources, source_power=0.5)
+    drawn = np.concatenate([feeder._order])
+    assert np.array_equal(np.sort(drawn), np.sort(source_balanced_order(y, sources, np.random.default_rng([1, 0]), 0.5)))
+
+
 def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
     from cxrtool.artifact import read_info
     from cxrtool.cli import main
@@ -379,7 +403,7 @@ def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
     assert training["calibration"] is None
     assert training["sources"] == {c: {"other": 2, "phantom": 2} for c in ("covid", "pneumonia", "normal")}
     code = main(["train", str(root), "--model", "cnn", "--sampling", "by-source", "--out", str(tmp_path / "x.keras")])
-    assert code == 2 and "--sampling must be one of uniform, source-balanced" in capsys.readouterr().err
+    assert code == 2 and "--sampling must be one of uniform, source-balanced, source-sqrt" in capsys.readouterr().err
     assert not (tmp_path / "x.keras").exists()
 
 

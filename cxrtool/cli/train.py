@@ -57,7 +57,7 @@ def train(
     reduce_lr_factor: Annotated[float, typer.Option(help="LR reduction factor on plateau.")] = 0.5,
     monitor: Annotated[str, typer.Option(help="val_loss or val_accuracy: picks the best checkpoint, early stopping and plateau.")] = "val_loss",
     class_weight: Annotated[str, typer.Option(help="balanced (weights inverse to class frequency) or none.")] = "balanced",
-    sampling: Annotated[str, typer.Option(help="uniform (every train image once per epoch) or source-balanced (within each class every source is drawn equally often; small sources repeat), e.g. --sampling source-balanced.")] = "uniform",
+    sampling: Annotated[str, typer.Option(help="uniform (every train image once per epoch), source-balanced (within each class every source is drawn equally often; small sources repeat) or source-sqrt (in proportion to the square root of a source's size), e.g. --sampling source-sqrt.")] = "uniform",
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Fit a temperature on the val split after training and store it in the model, so every command sees calibrated probabilities (e.g. --no-calibrate to keep the raw softmax).")] = True,
     dropout: Annotated[float, typer.Option(help="Dropout before the softmax head.")] = 0.3,
     bn_momentum: Annotated[float, typer.Option(help="Batch-norm moving-average momentum while training (0: keep the architecture's own).")] = 0.9,

@@ -37,7 +37,7 @@ from .checkpoints import (RunFiles, check_resumable, new_state, previous_state, 
                           save_checkpoint)
 from .curves import plot_curves, write_log_csv
 from .distribute import Topology, multihost_settings, setup_distribution, shard_validation
-from .options import TrainOptions
+from .options import SOURCE_SAMPLING_POWER, TrainOptions
 
 
 @dataclass
@@ -126,7 +126,8 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
         feeder = make_feeder(
             train_split.x, train_split.y, batch // topo.processes, seed=seed, class_weights=class_weights,
             epoch=int(plan.previous["epoch"]) if plan.previous else 0, shard=(topo.process_id, topo.processes),
-            sources=train_split.sources if o.sampling == "source-balanced" else None,
+            sources=train_split.sources if o.sampling in SOURCE_SAMPLING_POWER else None,
+            source_power=SOURCE_SAMPLING_POWER.get(o.sampling, 0.0),
         )
         steps = min(len(feeder), o.steps_per_epoch or len(feeder))
         validation = shard_validation(val_split.x[..., None], val_split.y, topo, say)

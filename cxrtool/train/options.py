@@ -11,8 +11,10 @@ from ..models.robustness import ACQUISITION_LEVELS, CROP_MODES, NORMALIZE_MODES,
 MONITORS = ("val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed")
 #: How each epoch draws the train images: every image once, or, within each class, every
-#: source equally often (see :func:`cxrtool.inputs.source_balanced_order`).
-SAMPLINGS = ("uniform", "source-balanced")
+#: source equally often, or in proportion to the square root of its size (see
+#: :func:`cxrtool.inputs.source_balanced_order`): the power of a source's size per sampling.
+SOURCE_SAMPLING_POWER = {"source-balanced": 0.0, "source-sqrt": 0.5}
+SAMPLINGS = ("uniform", *SOURCE_SAMPLING_POWER)
 #: TrainOptions fields that are architecture options (passed to the model builder).
 ARCH_OPTION_FIELDS = ("patch_size", "vit_layers", "vit_dim", "vit_heads", "vit_mlp")
 
@@ -42,7 +44,7 @@ class TrainOptions:
     reduce_lr_factor: float = 0.5
     min_lr: float = 1e-7
     class_weight: str = "balanced"  # balanced | none
-    sampling: str = "uniform"  # uniform | source-balanced (within each class, sources drawn equally)
+    sampling: str = "uniform"  # uniform | source-balanced (sources drawn equally within a class) | source-sqrt
     #: fit a temperature on the val split after training and store it in the model (cxrtool.evaluate.calibration)
     calibrate: bool = True
     # augmentation (in the compiled graph, training only)
