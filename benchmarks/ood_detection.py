@@ -8,13 +8,20 @@ percentile) with :func:`cxrtool.ood.fit_ood_model`, then scores, with every cand
 
 * the dataset's train, val and test splits (the test split is internal or a held-out source,
   depending on how DATASET was built);
-* non-X-rays available offline: generated pictures (cxrtool.synthetic.nonxray, 8 kinds),
-  matplotlib's sample data (photographs, a logo, an MRI slice, elevation maps) and the tool's
-  own figures found under ``--figures`` folders (plots, contact sheets, Grad-CAM overlays).
+* non-X-rays available offline, in two sets. ``dev``: generated pictures
+  (cxrtool.synthetic.nonxray, 8 kinds, seeds 1000+), matplotlib's sample data (photographs, a
+  logo, an MRI slice, elevation maps; whole and 3 crops) and the tool's own figures found under
+  ``--figures`` folders; the layout score's settings (24 px, 99.5th percentile) were chosen on
+  this set. ``fresh``: never used for a choice: generated pictures with other seeds and
+  sizes, scikit-learn's two sample photographs in colour and in grey, the grey Grace Hopper,
+  other crops of the MRI slice and the elevation maps, matplotlib's bivariate-normal density
+  and scikit-learn's handwritten digits (upscaled).
 
-Candidates: Mahalanobis in the top-64 PCA subspace with and without the residual term, full
-Mahalanobis, energy (-logsumexp of the logits) and max softmax (1 - max p); each thresholded at
-the val 99th percentile. Writes OUT_DIR/LABEL.json and, with ``--figure``, the score histogram.
+Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the larger of the
+feature and the layout score, each at its own val 99.5th percentile), each of the two alone,
+Mahalanobis in the top-64 PCA subspace without the residual term, full Mahalanobis, energy
+(-logsumexp of the logits) and max softmax (1 - max p); the single scores thresholded at the
+val 99.5th percentile. Writes OUT_DIR/LABEL.json and OUT_DIR/LABEL-scores.npz.
 """
 
 from __future__ import annotations
@@ -71,6 +78,49 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     return out
 
 
+def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh`` set: non-X-rays not used for any choice (see the module docstring)."""
+    from PIL import Image
+    import matplotlib.cbook as cbook
+    from sklearn.datasets import load_digits, load_sample_image
+
+    from cxrtool.imagecheck import check_image, colour_fraction
+    from cxrtool.synthetic.nonxray import KINDS, make_non_xray
+
+    def item(group, name, im):
+        g = np.asarray(im.convert("L"))
+        return (group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im)))
+
+    out = []
+    for kind in KINDS:
+        for i in range(per_kind):
+            size = [(300, 300), (384, 288), (288, 384), (640, 640), (200, 200)][i % 5]
+            out.append(item(f"generated:{kind}", f"{kind}-{5000 + i}", make_non_xray(kind, 5000 + i, size)))
+    sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
+    pics = [(f"sklearn:{n} (colour)", Image.fromarray(load_sample_image(n))) for n in ("china.jpg", "flower.jpg")]
+    pics += [(f"sklearn:{n} (grey)", Image.fromarray(load_sample_image(n)).convert("L")) for n in ("china.jpg", "flower.jpg")]
+    pics.append(("matplotlib:grace_hopper.jpg (grey)", Image.open(sample / "grace_hopper.jpg").convert("L")))
+    mri = np.frombuffer(gzip.open(sample / "s1045.ima.gz").read(), ">u2").reshape(256, 256).astype(np.float64)
+    pics.append(("matplotlib:s1045.ima (MRI slice)", Image.fromarray((255 * mri / mri.max()).astype(np.uint8))))
+    for name, key in (("topobathy.npz", "topo"), ("jacksboro_fault_dem.npz", "elevation")):
+        with np.load(sample / name) as z:
+            a = z[key].astype(np.float64)
+        pics.append((f"matplotlib:{name}", Image.fromarray((255 * (a - a.min()) / (np.ptp(a) or 1)).astype(np.uint8))))
+    bivariate = np.load(sample / "axes_grid" / "bivariate_normal.npy")
+    pics.append(("matplotlib:bivariate_normal.npy", Image.fromarray(
+        (255 * (bivariate - bivariate.min()) / np.ptp(bivariate)).astype(np.uint8)).resize((256, 256), Image.BICUBIC)))
+    for group, im in pics:  # crops other than the dev set's (right half, bottom-left quadrant, centre 60%, top strip)
+        w, h = im.size
+        for j, box in enumerate([(w // 2, 0, w, h), (0, h // 2, w // 2, h), (w // 5, h // 5, 4 * w // 5, 4 * h // 5),
+                                 (0, 0, w, h * 2 // 3)]):
+            out.append(item(group, f"{group}#{j}", im.crop(box)))
+    digits = load_digits().images
+    for i in range(0, 40, 2):  # 20 digits, upscaled 8 -> 128 px
+        d = Image.fromarray((digits[i] * 255 / 16).astype(np.uint8)).resize((128, 128), Image.BICUBIC)
+        out.append(item("sklearn:digits", f"digit-{i}", d))
+    return out
+
+
 def probe_outputs(model, x: np.ndarray, batch: int = 64):
     """(probabilities, pooled features, logits) for (n, s, s) uint8 images."""
     from cxrtool.backend import import_keras
@@ -94,6 +144,19 @@ def auroc(inlier: np.ndarray, outlier: np.ndarray) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(inlier)), np.ones(len(outlier))], np.r_[inlier, outlier]))
 
 
+def stored_scores(loaded, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """``ood_score`` exactly as predict computes it (:class:`cxrtool.ood.Scorer`)."""
+    from cxrtool.ood import Scorer
+
+    scorer = Scorer(loaded)
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]
+        pad = np.concatenate([xb, np.repeat(xb[-1:], batch - len(xb), axis=0)]).astype(np.float32)[..., None]
+        out.append(scorer.predict(pad)[1][: len(xb)])
+    return np.concatenate(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
@@ -102,15 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25)
-    ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
 
     from cxrtool.artifact import load_model
+    from cxrtool.imagecheck import check_image
+    from cxrtool.imageio import read_image
     from cxrtool.inputs import cache_path, load_split, resize_image
     from cxrtool.manifest import read_manifest
-    from cxrtool.ood import fit_ood_model, fit_stats, set_threshold, Stats
+    from cxrtool.ood import QUANTILE, Stats, fit_ood_model, fit_stats, layout_thumbnails
 
     label = args.label or args.model.stem
     args.out.mkdir(parents=True, exist_ok=True)
@@ -123,67 +187,67 @@ def main(argv: list[str] | None = None) -> int:
     # read a cache where one exists, never write one into the dataset folder
     splits = {s: load_split(manifest, s, size, cache=cache_path(manifest, s, size).is_file())
               for s in ("train", "val", "test")}
-    outs = {s: probe_outputs(loaded.model, sp.x) for s, sp in splits.items()}
+    x = {s: sp.x for s, sp in splits.items()}
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
-    nx = non_xray_images(args.figures, args.per_kind)
-    x_nx = np.stack([resize_image(g, size) for _, _, g, _ in nx])
-    outs["non-xray"] = probe_outputs(loaded.model, x_nx)
-    image_flag = np.asarray([f is not None for *_, f in nx])
-    groups = np.asarray([g for g, *_ in nx])
+    sets = {"dev": non_xray_images(args.figures, args.per_kind), "fresh": fresh_non_xray_images(args.per_kind)}
+    for name, items in sets.items():
+        x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])
+    outs = {k: probe_outputs(loaded.model, v) for k, v in x.items()}
+    image_flag = {k: np.asarray([f is not None for *_, f in items]) for k, items in sets.items()}
     # image checks on the dataset splits (the decoded files: colour and size as predict sees them)
-    from cxrtool.imagecheck import check_image
-    from cxrtool.imageio import read_image
-
-    split_checks = {}
     for s in ("val", "test"):
-        rows = manifest.split(s)
         flags = []
-        for r in rows:
+        for r in manifest.split(s):
             img = read_image(manifest.root / r.file)
             flags.append(check_image(img.pixels, width=img.width, height=img.height, colour=img.colour) is not None)
-        split_checks[s] = np.asarray(flags)
+        image_flag[s] = np.asarray(flags)
 
+    record = loaded.info.extra["ood"]
+    features = Stats.from_record(record)
+    layout = Stats.from_record(record["layout"])
     y_train = splits["train"].y
-    candidates = {}
-    stored = Stats.from_record(loaded.info.extra["ood"])
-    candidates["mahalanobis-pca64+residual (stored)"] = lambda o: stored.distance(o[1])
+    # each candidate: (scores, threshold); flagged above the threshold. The stored scores are
+    # already divided by their thresholds; the others are thresholded at the val quantile
+    # (energy is negative: comparing, not dividing, keeps its order)
+    scores = {"stored: max(features, layout)": {k: stored_scores(loaded, v) for k, v in x.items()},
+              "features (stored part)": {k: features.score(o[1]) for k, o in outs.items()},
+              "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()}}
+    thresholds = dict.fromkeys(scores, 1.0)
+    raw = {}
     for name, kw in (("mahalanobis-pca64", dict(dims=64, residual=False)),
                      ("mahalanobis-full", dict(dims=10_000, residual=False))):
         st = fit_stats(outs["train"][1], y_train, **kw)
-        candidates[name] = (lambda st: lambda o: st.distance(o[1]))(st)
-    candidates["energy"] = lambda o: -logsumexp(o[2], axis=1)
-    candidates["max-softmax"] = lambda o: 1.0 - o[0].max(axis=1)
+        raw[name] = {k: st.distance(o[1]) for k, o in outs.items()}
+    raw["energy"] = {k: -logsumexp(o[2], axis=1) for k, o in outs.items()}
+    raw["max-softmax"] = {k: 1.0 - o[0].max(axis=1) for k, o in outs.items()}
+    for name, r in raw.items():
+        scores[name], thresholds[name] = r, float(np.quantile(r["val"], QUANTILE))
 
     result = {"model": str(args.model), "data": str(args.data), "label": label, "fit": fit.record,
-              "n": {k: int(len(v[0])) for k, v in outs.items()}, "test_sources": test_sources,
-              "image_checks": {"val_flagged": float(split_checks["val"].mean()),
-                               "test_flagged": float(split_checks["test"].mean()),
-                               "non_xray_flagged": float(image_flag.mean())},
-              "candidates": {}, "non_xray_groups": {}}
-    for name, fn in candidates.items():
-        s = {k: np.asarray(fn(v), np.float64) for k, v in outs.items()}
-        thr = float(np.quantile(s["val"], 0.99))
-        model_flag_nx = s["non-xray"] > thr
-        both = model_flag_nx | image_flag
-        result["candidates"][name] = {
-            "threshold": thr,
-            "auroc_test_vs_nonxray": auroc(s["test"], s["non-xray"]),
-            "val_flagged": float(np.mean(s["val"] > thr)),
-            "test_flagged_model": float(np.mean(s["test"] > thr)),
-            "test_flagged_total": float(np.mean((s["test"] > thr) | split_checks["test"])),
-            "non_xray_flagged_model": float(model_flag_nx.mean()),
-            "non_xray_flagged_total": float(both.mean()),
-        }
-        if name.endswith("(stored)"):
-            for g in sorted(set(groups)):
-                m = groups == g
-                result["non_xray_groups"][g] = {"n": int(m.sum()), "image_check": int(image_flag[m].sum()),
-                                                "model": int(model_flag_nx[m].sum()), "flagged": int(both[m].sum())}
-            result["missed"] = [nx[i][1] for i in np.flatnonzero(~both)]
-            stored_scores = {k: (v / thr).tolist() for k, v in s.items()}
+              "quantile": QUANTILE, "n": {k: int(len(v)) for k, v in x.items()}, "test_sources": test_sources,
+              "image_checks": {k: float(v.mean()) for k, v in image_flag.items()}, "candidates": {}, "groups": {}}
+    for name, sc in scores.items():
+        flagged = {k: v > thresholds[name] for k, v in sc.items()}
+        c = {"val_flagged": float(np.mean(flagged["val"])), "test_flagged_model": float(np.mean(flagged["test"])),
+             "test_flagged_total": float(np.mean(flagged["test"] | image_flag["test"]))}
+        for k in sets:
+            c[f"auroc_test_vs_{k}"] = auroc(sc["test"], sc[k])
+            c[f"{k}_flagged_model"] = float(np.mean(flagged[k]))
+            c[f"{k}_flagged_total"] = float(np.mean(flagged[k] | image_flag[k]))
+        result["candidates"][name] = c
+    stored = scores["stored: max(features, layout)"]
+    for k, items in sets.items():
+        groups = np.asarray([g for g, *_ in items])
+        both = (stored[k] > 1) | image_flag[k]
+        result["groups"][k] = {g: {"n": int((groups == g).sum()), "image_check": int(image_flag[k][groups == g].sum()),
+                                   "features": int((scores["features (stored part)"][k][groups == g] > 1).sum()),
+                                   "layout": int((scores["layout (stored part)"][k][groups == g] > 1).sum()),
+                                   "flagged": int(both[groups == g].sum())} for g in sorted(set(groups))}
+        result[f"missed_{k}"] = [items[i][1] for i in np.flatnonzero(~both)]
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1))
-    np.savez(args.out / f"{label}-scores.npz", **{k: np.asarray(v) for k, v in stored_scores.items()},
-             image_flag=image_flag, groups=groups)
+    np.savez(args.out / f"{label}-scores.npz", **{k: np.asarray(v) for k, v in stored.items()},
+             **{f"image_flag_{k}": v for k, v in image_flag.items()},
+             **{f"groups_{k}": np.asarray([g for g, *_ in items]) for k, items in sets.items()})
     json.dump(result, sys.stdout, indent=1)
     print()
     return 0

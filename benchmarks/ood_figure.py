@@ -25,24 +25,25 @@ def main(argv: list[str] | None = None) -> int:
     for ax, spec in zip(axes[:, 0], specs):
         path, _, title = spec.partition(":")
         z = np.load(path)
-        nx, groups, imf = z["non-xray"], z["groups"], z["image_flag"]
-        generated = np.char.startswith(groups.astype(str), "generated")
         none = np.zeros(len(z["val"]), bool)
-        series = [
-            ("val split (threshold fitted here)", z["val"], none, "tab:blue"),
-            ("test split", z["test"], np.zeros(len(z["test"]), bool), "tab:green"),
-            ("generated non-X-rays", nx[generated], imf[generated], "tab:red"),
-            ("photos, maps, MRI, own figures", nx[~generated], imf[~generated], "tab:orange"),
-        ]
+        series = [("val split (thresholds fitted here)", z["val"], none, "tab:blue"),
+                  ("test split", z["test"], np.zeros(len(z["test"]), bool), "tab:green")]
+        gen = [(z[k][g], z[f"image_flag_{k}"][g]) for k in ("dev", "fresh")
+               for g in [np.char.startswith(z[f"groups_{k}"].astype(str), "generated")]]
+        series.append(("generated non-X-rays (dev + fresh)", np.r_[gen[0][0], gen[1][0]], np.r_[gen[0][1], gen[1][1]], "tab:red"))
+        for k, what, colour in (("dev", "photos, logo, MRI, maps, own figures (dev)", "tab:orange"),
+                                ("fresh", "photos (colour, grey), MRI, maps, digits (fresh)", "tab:purple")):
+            g = ~np.char.startswith(z[f"groups_{k}"].astype(str), "generated")
+            series.append((what, z[k][g], z[f"image_flag_{k}"][g], colour))
         for name, v, checked, colour in series:
             flagged = np.mean((v > 1) | checked)
             ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=2.2, color=colour,
                     weights=np.full(len(v), 1.0 / len(v)),
                     label=f"{name}: n={len(v)}; score > 1: {np.mean(v > 1):.1%}; flagged (score or image check): {flagged:.1%}")
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
-        ax.text(1.1, 0.97, "threshold = 1\n(val 99th pct.)", transform=ax.get_xaxis_transform(), va="top", fontsize=10)
+        ax.text(1.1, 0.97, "threshold = 1\n(val 99.5th pct.\nof each score)", transform=ax.get_xaxis_transform(), va="top", fontsize=10)
         ax.set_xscale("log")
-        ax.set_xlabel("ood_score (distance to the training features / threshold; log scale)", fontsize=11)
+        ax.set_xlabel("ood_score (larger of feature and layout distance / threshold; log scale)", fontsize=11)
         ax.set_ylabel("fraction of the group per bin", fontsize=11)
         ax.set_title(title or Path(path).stem, fontsize=12)
         ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)

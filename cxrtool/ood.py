@@ -10,8 +10,16 @@ Two judgements, both in the same run as the prediction:
   Mahalanobis distance with class-conditional means and one shared covariance (Lee et al.
   2018), in the span of the top principal components plus a scaled residual term for what lies
   outside it (a probabilistic-PCA distance, so a 1280-d feature needs a 64 x 1280 projection,
-  not a 1280 x 1280 covariance). The threshold is the 99th percentile of the val split's
-  distances. ``ood_score`` is distance / threshold: above 1 gives ``out-of-distribution``.
+  not a 1280 x 1280 covariance). The threshold is the 99.5th percentile of the val split's
+  distances.
+* **Layout distance** (this module, no network): the same distance on a 24 x 24 thumbnail of
+  the model-size image, standardised per image, against the training thumbnails (one class).
+  A small cnn's features place some smooth grey pictures (an MRI slice, an elevation map) among
+  its X-rays; their grey layout is nothing like a chest film's. Threshold: the val 99.5th
+  percentile too, so about 1% of val images are flagged by either score.
+
+``ood_score`` is the larger of distance / threshold over the two: above 1 gives
+``out-of-distribution``.
 
 The fitted statistics live in the model's metadata (``ModelInfo.extra["ood"]``, arrays as
 base64 float32), so they travel inside the ``.keras`` file, load in safe mode and need no
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +53,10 @@ OUT_OF_DISTRIBUTION = "out-of-distribution"
 FLAGS = (NOT_XRAY, OUT_OF_DISTRIBUTION)
 #: Principal components kept (fewer when the feature or the split is smaller).
 DIMS = 64
-#: Val-split quantile that becomes the threshold.
-QUANTILE = 0.99
+#: Val-split quantile that becomes each score's threshold (two scores: about 1% of val flagged).
+QUANTILE = 0.995
+#: Side of the standardised grey thumbnail of the layout score.
+LAYOUT_SIDE = 24
 #: At most this many training images are used for the statistics (a seeded sample).
 MAX_FIT = 5000
 
@@ -137,6 +148,20 @@ def set_threshold(stats: Stats, val_feats: np.ndarray, quantile: float = QUANTIL
     return d / stats.threshold
 
 
+def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE) -> np.ndarray:
+    """``(n, side * side)`` thumbnails of model-size images ``x`` ((n, s, s) or (n, s, s, 1),
+    uint8 or float), each standardised to mean 0 and std 1: the grey layout, whatever the
+    exposure. The same function serves the fit and the scoring, so both see the same pixels."""
+    from PIL import Image
+
+    x = np.asarray(x, np.float32).reshape(len(x), x.shape[1], x.shape[2])
+    out = np.empty((len(x), side * side), np.float64)
+    for i, img in enumerate(x):
+        t = np.asarray(Image.fromarray(img, mode="F").resize((side, side), Image.BILINEAR), np.float64).ravel()
+        out[i] = (t - t.mean()) / (t.std() + 1e-6)
+    return out
+
+
 def flag_for(score: float | None, image_flag: str | None) -> str:
     """The ``flag`` column: the image check first (it needs no model), then the distance."""
     if image_flag:
@@ -158,14 +183,24 @@ def has_stats(info: Any) -> bool:
     return any(KEY in m for m in (info.extra or {}).get("members", []))
 
 
+#: One feature model per Keras model: a new ``keras.Model`` would compile its predict function
+#: again (seconds of XLA on a CPU) every time a Scorer is made for the same loaded model.
+_FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def feature_model(model):
     """``model`` with a second output: the pooled features (one forward pass gives both)."""
     from .backend import import_keras
     from .models.names import POOL_LAYER
 
+    cached = _FEATURE_MODELS.get(model)
+    if cached is not None:
+        return cached
     keras = import_keras()
     pool = model.get_layer(POOL_LAYER).output
-    return keras.Model(model.inputs[0], [model.outputs[0], keras.layers.Flatten()(pool)])
+    probe = keras.Model(model.inputs[0], [model.outputs[0], keras.layers.Flatten()(pool)])
+    _FEATURE_MODELS[model] = probe
+    return probe
 
 
 def predict_features(model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -198,10 +233,15 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     _, f_val = predict_features(model, val_x, batch_size)
     fitted_on = "val" if len(f_val) else "train"  # no val split: the training distances (optimistic)
     val_scores = set_threshold(stats, f_val if len(f_val) else f_train, quantile)
+    layout = fit_stats(layout_thumbnails(train_x), np.zeros(len(train_x)), dims=DIMS)
+    layout_val = set_threshold(layout, layout_thumbnails(val_x if len(val_x) else train_x), quantile)
     record = stats.to_record()
+    record["layout"] = {**layout.to_record(), "side": LAYOUT_SIDE, "dims": int(layout.components.shape[0]),
+                        "quantile": quantile, "val_flagged": float(np.mean(layout_val > 1.0))}
     record.update(method="mahalanobis-pca", feature_layer="avg_pool", dims=int(stats.components.shape[0]),
                   feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on, n_train=int(len(train_x)),
-                  n_val=int(len(val_x)), val_flagged=float(np.mean(val_scores > 1.0)) if len(val_scores) else 0.0,
+                  n_val=int(len(val_x)),
+                  val_flagged=float(np.mean((val_scores > 1.0) | (layout_val > 1.0))) if len(val_scores) else 0.0,
                   seconds=round(time.perf_counter() - t0, 2))
     return record
 
@@ -277,6 +317,44 @@ def flag_summary(flags: list[str], total: int, on_flag: str = "keep") -> str:
     return f"{len(flags)} of {total} inputs flagged ({why}): {then}"
 
 
+_BLAS: list = []
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread. The distances are small matrix
+    products per batch; with its default threads OpenBLAS keeps a second thread spinning after
+    each one, which took CPU from the model's own threads: the flag cost ~20% of predict's CPU
+    per image instead of ~0 (docs/benchmarks.md, "OOD flag overhead")."""
+    from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
+
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+@dataclass
+class Judge:
+    """One model's statistics: the feature distance and, for models fitted since the layout
+    score exists, the layout distance (None for older records)."""
+
+    features: Stats
+    layout: Stats | None = None
+    side: int = LAYOUT_SIDE
+
+    @classmethod
+    def from_record(cls, r: dict) -> Judge:
+        lay = r.get("layout")
+        return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE)
+
+    def score(self, feats: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``ood_score`` of each image: the larger of its feature and layout scores."""
+        with one_blas_thread():
+            s = self.features.score(feats)
+            if self.layout is not None:
+                s = np.maximum(s, self.layout.score(layout_thumbnails(x, self.side)))
+        return s
+
+
 class Scorer:
     """Probabilities and ``ood_score`` for batches of model input, in one pass per model.
 
@@ -289,20 +367,20 @@ class Scorer:
     def __init__(self, loaded):
         self.loaded = loaded
         info = loaded.info
-        self.members: list[tuple[Any, Stats]] = []
+        self.members: list[tuple[Any, Judge]] = []
         self.probe = None
-        self.stats: Stats | None = None
+        self.single: Judge | None = None
         if info.architecture == "ensemble":
             from .ensemble import member_models
 
             for sub, member, _ in member_models(loaded):
                 if KEY in member:
                     self.members.append((self._member_probe(sub, int(member["image_size"])),
-                                         Stats.from_record(member[KEY])))
+                                         Judge.from_record(member[KEY])))
         elif KEY in (info.extra or {}):
-            self.stats = Stats.from_record(info.extra[KEY])
+            self.single = Judge.from_record(info.extra[KEY])
             self.probe = feature_model(loaded.model)
-        self.available = self.stats is not None or bool(self.members)
+        self.available = self.single is not None or bool(self.members)
 
     def _member_probe(self, sub, member_size: int):
         from .backend import import_keras
@@ -335,14 +413,16 @@ class Scorer:
         """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32."""
         if self.probe is not None:
             probs, feats = self.probe.predict_on_batch(x)
-            return np.asarray(probs, np.float32), self.stats.score(np.asarray(feats))
+            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x)
         probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
         if not self.members:
             return probs, None
-        scores = np.stack([stats.score(np.asarray(probe.predict_on_batch(x))) for probe, stats in self.members])
+        # a member's layout statistics were fitted at its own size; its thumbnail here comes
+        # from the ensemble-size input (both are the same film shrunk to 24 px)
+        scores = np.stack([judge.score(np.asarray(probe.predict_on_batch(x)), x) for probe, judge in self.members])
         return probs, scores.max(axis=0)
 
 
-__all__ = ["DIMS", "FLAGS", "FitResult", "KEY", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
-           "apply_on_flag", "feature_model", "fit_ood", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "pack",
+__all__ = ["DIMS", "FLAGS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
+           "apply_on_flag", "feature_model", "fit_ood", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "layout_thumbnails", "pack",
            "predict_features", "set_threshold", "unpack"]

@@ -90,6 +90,37 @@ def test_mahalanobis_statistics_separate_far_points_and_survive_packing():
     assert np.array_equal(unpack(pack(a)), a)
 
 
+def test_layout_score_separates_smooth_non_chest_pictures_from_phantom_films():
+    """The layout statistics (no network) on standardised thumbnails: fitted on phantom films,
+    they pass new phantoms and reject smooth grey pictures a small cnn may place near its X-rays
+    (other anatomy, a blurred random field standing in for an elevation map)."""
+    from PIL import ImageFilter
+
+    from cxrtool.ood import Judge, layout_thumbnails
+
+    labels = ("covid", "pneumonia", "normal")
+    train = np.stack([make_phantom(labels[i % 3], i, 48) for i in range(150)])
+    val = np.stack([make_phantom(labels[i % 3], 1000 + i, 48) for i in range(60)])
+    test = np.stack([make_phantom(labels[i % 3], 5000 + i, 48) for i in range(60)])
+    layout = fit_stats(layout_thumbnails(train), np.zeros(len(train)), dims=64)
+    assert np.mean(set_threshold(layout, layout_thumbnails(val), 0.995) > 1) <= 0.02
+    assert np.mean(layout.score(layout_thumbnails(test)) > 1) <= 0.05
+    rng = np.random.default_rng(0)
+    fields = [np.asarray(Image.fromarray((rng.random((48, 48)) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(6)))
+              for _ in range(10)]
+    others = [np.asarray(make_non_xray(k, s, 48).convert("L")) for k in ("skull", "hand") for s in range(10)]
+    assert np.all(layout.score(layout_thumbnails(np.stack(fields + others))) > 1)
+    # the same pixels as uint8 (fit) or float32 model input (scoring) give the same thumbnails
+    assert np.allclose(layout_thumbnails(train[:4]), layout_thumbnails(train[:4].astype(np.float32)[..., None]))
+    # a Judge takes the larger of the feature and layout scores; an old record has no layout
+    feats = np.zeros((2, 3))
+    features = fit_stats(np.random.default_rng(1).normal(size=(50, 3)), np.zeros(50), dims=2)
+    judge = Judge(features, layout)
+    pictures = np.stack([test[0], fields[0]])
+    assert np.allclose(judge.score(feats, pictures), np.maximum(features.score(feats), layout.score(layout_thumbnails(pictures))))
+    assert Judge.from_record(features.to_record()).layout is None
+
+
 def test_flag_prefers_the_image_check_and_needs_a_score_above_one():
     assert flag_for(0.5, NOT_XRAY) == NOT_XRAY
     assert flag_for(1.5, None) == OUT_OF_DISTRIBUTION
@@ -143,6 +174,9 @@ def test_train_stores_the_statistics_and_they_load_in_safe_mode(models):
     record = read_info(models["trained"]).extra["ood"]
     assert record["method"] == "mahalanobis-pca" and record["threshold"] > 0 and record["n_val"] == 24
     assert record["feature_dim"] == 256 and 1 <= record["dims"] <= 64
+    layout = record["layout"]  # the grey-layout statistics: 24 x 24 thumbnails, its own threshold
+    assert layout["side"] == 24 and layout["threshold"] > 0 and layout["quantile"] == record["quantile"] == 0.995
+    assert 0 <= layout["val_flagged"] <= record["val_flagged"] <= 1
     loaded = load_model(models["trained"])
     from cxrtool.ood import Scorer
 
