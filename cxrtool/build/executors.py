@@ -58,6 +58,9 @@ CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 30.0
 #: Dask's default scheduler port (``dask scheduler`` listens there unless told otherwise).
 DEFAULT_PORT = 8786
+#: A LocalCluster's scheduler without the dashboard, its HTTP server on any free local port (the
+#: default, 8787, warns when another cluster has it).
+QUIET_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 INSTALL_HINT = 'pip install "cxrtool[dask]"'
 SPELLINGS = "local, dask-local, or dask://HOST:PORT"
 
@@ -107,7 +110,8 @@ def dask_client(executor: Executor, workers: int | None = None, visible: Sequenc
         if executor.kind == DASK_LOCAL:
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=default_workers(requested=workers), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,  # no WARNING per cancelled task on Ctrl-C
+                host="127.0.0.1", scheduler_kwargs=QUIET_SCHEDULER,
+                silence_logs=logging.ERROR,  # no WARNING per cancelled task on Ctrl-C
                 preload=[__name__]))  # preload: dask_setup below
             client = stack.enter_context(distributed.Client(cluster, set_as_default=False))
         elif executor.kind == "dask":
