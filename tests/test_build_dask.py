@@ -137,6 +137,14 @@ def test_cli_executor_option_end_to_end(tree, cluster, local_build, tmp_path):
     same_outputs(local_build, tmp_path / "ds")
 
 
+def test_cli_dask_local_starts_a_cluster_of_worker_processes_here(tree, local_build, tmp_path):
+    proc = run_cli("build-dataset", str(tree), str(tmp_path / "ds"), "--no-figures", "--no-audit", "--min-size", "32",
+                   "--executor", "dask-local", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "distributed." not in proc.stderr  # no Dask log lines
+    same_outputs(local_build, tmp_path / "ds")
+
+
 def test_a_dask_build_imports_no_keras_or_jax_and_a_local_one_no_distributed(tree, cluster, tmp_path):
     script = f"""
 import sys
