@@ -1,5 +1,6 @@
 """Per-image analysis for build-dataset: one decode per file gives the checksums, the
-perceptual hash and the exposure metrics. Runs in worker processes (no Keras, no JAX)."""
+perceptual hash and the exposure metrics. Runs in worker processes (no Keras, no JAX): this
+machine's pool, or the workers of a Dask cluster (:mod:`cxrtool.build.executors`)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def _analyse_task(args: tuple[str, str, int]) -> Analysis:
     return analyse_file(Path(args[0]), args[1], args[2])
 
 
+def analyse_batch(paths: list[str], hash_name: str, hash_size: int) -> list[Analysis]:
+    """One Dask task: a batch of files read by the worker itself, records in the same order."""
+    return [analyse_file(Path(p), hash_name, hash_size) for p in paths]
+
+
 def _pool_context():
     """Fork is the cheapest start, but forking a process that has loaded JAX (multithreaded)
     can deadlock the child: then start workers from a clean server process instead."""
@@ -74,9 +80,19 @@ def _pool_context():
 
 
 def analyse_files(
-    paths: list[Path], hash_name: str, hash_size: int, workers: int | None, progress: ProgressFn | None = None
+    paths: list[Path], hash_name: str, hash_size: int, workers: int | None, progress: ProgressFn | None = None,
+    executor: object = "local",
 ) -> list[Analysis]:
-    """Analyse many files in parallel, results in input order; one ``analyse`` progress event per file."""
+    """Analyse many files in parallel, results in input order; one ``analyse`` progress event per file.
+
+    EXECUTOR: ``"local"`` (WORKERS processes here), or a Dask cluster: ``"dask://HOST:PORT"``,
+    ``"dask-local"`` or a connected ``distributed.Client`` (see :mod:`cxrtool.build.executors`;
+    the same results, one event per batch).
+    """
+    if not (isinstance(executor, str) and executor.strip() == "local"):
+        from .executors import analyse_distributed  # imports distributed: only when asked for
+
+        return analyse_distributed(executor, paths, hash_name, hash_size, workers, progress)
     tasks = [(str(p), hash_name, hash_size) for p in paths]
     workers = default_workers(requested=workers)
     total = len(tasks)

@@ -245,7 +245,8 @@ def build_dataset(
     if not cands:
         raise UsageError(f"no labelled images found in {', '.join(map(str, srcs))}")
     held = resolve_test_sources(options.test_sources, scans)
-    results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, progress)
+    results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, progress,
+                            options.executor)
     for c, a in zip(cands, results):
         c.analysis = a
     quality_step(cands, options.thresholds)

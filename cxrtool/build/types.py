@@ -27,6 +27,7 @@ class BuildOptions:
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     seed: int = 0
     workers: int | None = None  # None: all cores
+    executor: object = "local"  # "local", "dask-local", "dask://HOST:PORT" or a distributed.Client (build/executors.py)
     dry_run: bool = False
     overwrite: bool = False
     mode: str = "copy"  # one of COPY_MODES

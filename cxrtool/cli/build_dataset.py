@@ -4,6 +4,7 @@ draws its progress events as bars and its report as tables on stderr."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,6 +36,8 @@ EPILOG = """[bold]Examples[/bold]
 
   cxrtool build-dataset sources/ data/ --test-source Figure1-COVID-chestxray-dataset
 
+  cxrtool build-dataset /nfs/src/ /nfs/data/ --executor dask://10.0.0.5:8786
+
 A SRC is one source, or a folder whose sub-folders are sources. Known layouts (COVID-19
 Radiography Database, pediatric chest_xray, 15K COVID-19, COVID-19+PNEUMONIA+NORMAL,
 Figure 1 with metadata.csv) are recognised; other folders are labelled by class-named
@@ -45,6 +48,11 @@ external test split: nothing of it, of its duplicate clusters or of its patients
 train or val; those are split in --split's train:val ratio (its test share is unused) and
 --per-class balances them only (the held-out test is kept whole). NAME is a source name as
 the report lists it.
+
+--executor dask://HOST:PORT decodes and hashes the images on an existing Dask cluster
+(`dask scheduler` + `dask worker`s; needs pip install "cxrtool\\[dask]"): every worker must
+see SRC at the same absolute paths as this machine and run the same cxrtool. The dataset
+is the same as a local build's. dask-local starts a Dask cluster of --workers processes here.
 """
 
 
@@ -81,6 +89,10 @@ def build_dataset(
     split: Annotated[str, typer.Option(help="Train/val/test percentages (with --test-source only train:val counts).")] = "70/15/15",
     seed: Annotated[int, typer.Option(help="Seed for sampling and splitting.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where images are decoded and hashed: local (--workers processes here), dask://HOST:PORT "
+        "(a Dask scheduler; workers must see SRC at the same paths) or dask-local (a Dask cluster of "
+        "--workers processes here), e.g. --executor dask://10.0.0.5:8786.", metavar="WHERE")] = "local",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Analyse and report; write nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT.")] = False,
     mode: Annotated[str, typer.Option(help="How images are written: copy, hardlink or png.")] = "copy",
@@ -110,6 +122,7 @@ def build_dataset(
     """Merge CXR sources into one clean, de-duplicated, balanced, leak-free dataset."""
     from ..build import BuildOptions, Thresholds
     from ..build import build_dataset as build
+    from ..build.executors import LOCAL, dask_client, parse_executor
     from ..build.pipeline import check_paths
     from ..build.split import parse_split
     from ..build.types import COPY_MODES
@@ -119,6 +132,7 @@ def build_dataset(
     if mode not in COPY_MODES:
         raise UsageError(f"--mode {mode!r}: choose one of {', '.join(COPY_MODES)}")
     *srcs, out = paths
+    where = parse_executor(executor)
     options = BuildOptions(
         per_class=_per_class(per_class),
         split=parse_split(split),
@@ -145,7 +159,10 @@ def build_dataset(
     )
     # one build per OUT at a time (a dry run writes nothing)
     check_paths([Path(s) for s in srcs], Path(out), overwrite, dry_run)  # before the lock file: never in a SRC
-    with contextlib.nullcontext() if dry_run else hold(out), progress() as bar:
+    # a Dask cluster is reached (and its workers checked) before the sources are scanned
+    cluster = contextlib.nullcontext(LOCAL) if where.kind == LOCAL else dask_client(where, workers, visible=srcs)
+    with cluster as runner, contextlib.nullcontext() if dry_run else hold(out), progress() as bar:
+        options = dataclasses.replace(options, executor=runner)
         tasks: dict[str, int] = {}
 
         def on_event(event: dict) -> None:
