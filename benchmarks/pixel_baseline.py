@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             "macro_f1": float(f1_score(y, pred, labels=present, average="macro")),
             "recall": {classes[k]: float(recall_score(y == k, pred == k)) for k in present},
             "predicted": {classes[k]: int(n) for k, n in sorted(Counter(pred.tolist()).items())},
+            "mean_confidence": float(clf.predict_proba(flat[s]).max(axis=1).mean()),
         }
+        if len(present) == len(classes):
+            result[s]["macro_auc"] = float(roc_auc_score(y, clf.predict_proba(flat[s]), multi_class="ovr"))
     test_sources = set(splits["test"].sources)
     test_labels = set(splits["test"].y.tolist())
     covid, normal = classes.index("covid"), classes.index("normal")
