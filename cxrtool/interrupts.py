@@ -241,17 +241,35 @@ def handling() -> Iterator[None]:
 
 
 def quiet_worker() -> None:
-    """Pool initializer: the parent handles Ctrl-C; a worker ignores SIGINT and dies on SIGTERM."""
+    """Pool initializer: the parent handles Ctrl-C; a worker ignores SIGINT, dies on SIGTERM,
+    and dies with its parent (:func:`die_with_parent`)."""
     with contextlib.suppress(ValueError):  # not the main thread of the worker: leave it
         signal.set_wakeup_fd(-1)  # a forked worker must not wake the parent's watchdog
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when the one that started it ends.
+
+    A Ctrl-C can land in the parent between forking a pool worker and registering it in the
+    pool's list of children; that worker is then never told to stop, ignores SIGINT, waits
+    forever on the pool's queue and holds the parent's stdout open, so a ``cmd | next`` pipeline
+    never ends (seen under load in tests/test_faults_signals.py). Elsewhere this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
 
 
 __all__ = [
     "GRACE_S",
     "Interrupted",
     "advice",
+    "die_with_parent",
     "exit_code",
     "handling",
     "hard_exit",

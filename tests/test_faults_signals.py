@@ -241,6 +241,41 @@ def test_ctrl_c_during_the_analysis_pool_stops_build_dataset_quietly(sources, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no dataset, no partial folder, no lock
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_pool_worker_dies_with_its_parent():
+    """A worker the parent never got to stop (a Ctrl-C between its fork and its registration)
+    must not outlive the parent: it would hold the parent's stdout and hang a pipeline."""
+    script = (
+        "import multiprocessing as mp, os, sys, time\n"
+        "from cxrtool.interrupts import quiet_worker\n"
+        "pool = mp.get_context('fork').Pool(1, initializer=quiet_worker)\n"
+        "print(pool.apply(os.getpid), flush=True)\n"
+        "pool.apply_async(time.sleep, (120,))\n"  # the worker is busy: it never reads the closed queue
+        "time.sleep(1)\n"
+        "print('busy', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    assert proc.stdout.readline().strip() == "busy"
+    os.kill(proc.pid, signal.SIGKILL)  # the parent ends without stopping its pool
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{worker}/stat") as f:  # a zombie waiting for init counts as gone
+            if f.read().split(") ")[-1].startswith("Z"):
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the pool worker outlived its parent")
+    proc.stdout.close()
+
+
 def test_sigterm_while_writing_leaves_no_dataset(sources, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([*CLI, "build-dataset", str(sources), str(out), "--mode", "png", "--workers", "2"],
