@@ -384,7 +384,8 @@ def test_source_sqrt_sampling_draws_sources_by_the_square_root_of_their_size():
     assert np.array_equal(np.sort(drawn), np.sort(source_balanced_order(y, sources, np.random.default_rng([1, 0]), 0.5)))
 
 
-def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
+@pytest.mark.parametrize("sampling", ["source-balanced", "source-sqrt"])
+def test_sampling_and_calibration_options_through_the_cli(sampling, tmp_path, capsys):
     from cxrtool.artifact import read_info
     from cxrtool.cli import main
 
@@ -396,10 +397,10 @@ def test_sampling_and_calibration_options_through_the_cli(tmp_path, capsys):
     write_manifest(root, rows)
     out = tmp_path / "m.keras"
     code = main(["train", str(root), "--model", "cnn", "--image-size", "16", "--epochs", "1", "--batch-size", "6",
-                 "--seed", "1", "--sampling", "source-balanced", "--no-calibrate", "--out", str(out), "-q"])
+                 "--seed", "1", "--sampling", sampling, "--no-calibrate", "--out", str(out), "-q"])
     assert code == 0 and capsys.readouterr().out.strip() == str(out)
     training = read_info(out).training
-    assert training["options"]["sampling"] == "source-balanced" and training["options"]["calibrate"] is False
+    assert training["options"]["sampling"] == sampling and training["options"]["calibrate"] is False
     assert training["calibration"] is None
     assert training["sources"] == {c: {"other": 2, "phantom": 2} for c in ("covid", "pneumonia", "normal")}
     code = main(["train", str(root), "--model", "cnn", "--sampling", "by-source", "--out", str(tmp_path / "x.keras")])
