@@ -347,7 +347,7 @@ def test_planner_estimate_is_honest_on_clustered_codes() -> None:
     costs, _ = H._shape_costs(u, 32, cs, np.ones(33))
     npairs = n * (n - 1) / 2
     modelled = sum(
-        (costs[size, start, t + 1] - H._block_cost(n, (start, size, t), 0.0)) / H._C_CAND for start, size, t in stats.blocks
+        (costs[size, start, t + 1] - H._block_cost(n, (start, size, t), 0.0)) / H._cand_cost(4) for start, size, t in stats.blocks
     )
     assert modelled < stats.candidates / ESTIMATE_FACTOR or modelled > stats.candidates * ESTIMATE_FACTOR, (modelled, npairs)
 
