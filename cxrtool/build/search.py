@@ -66,8 +66,10 @@ _MAX_MASKS = 1 << 21
 _BRUTE_FAST = 0.05
 #: Sampled pairs that price the chosen layout (and correct the collision model, see _plan).
 _ESTIMATE_PAIRS = 1 << 18
-#: Re-plans after correcting the collision model.
+#: Re-plans after correcting the collision model, and the modelled cost (single-core seconds)
+#: below which a layout is kept without re-planning (one re-plan costs ~0.05-0.1 s).
 _REPLANS = 3
+_REPLAN_MIN = 0.5
 #: At most this many search threads, however many cores there are.
 _MAX_WORKERS = 8
 
@@ -698,6 +700,8 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
                 ratios.setdefault(t, []).append(h / mbig / modelled)
         if measured < best[1]:
             best = (blocks, measured)
+        if measured < _REPLAN_MIN:  # the estimate is honest now; a better layout could not pay for the re-plan
+            break
         if not ratios:
             break
         overall = float(np.exp(np.mean(np.log([r for rs in ratios.values() for r in rs]))))
