@@ -149,48 +149,51 @@ def make_stub_tree(root: Path, images: int) -> None:
 
 def stub_analyse_files(paths, hash_name, hash_size, workers, progress=None):  # noqa: ANN001 - analyse_files' signature
     """Stand-in for ``cxrtool.build.analyse.analyse_files`` in ``run --stub``: what decoding
-    would return for each path, derived from the path alone (no file is read): SHA-256s, a
-    256-bit weight-128 hash (1 % of images share the hash of the image 7 before them, with a
-    few bits swapped: near duplicates), sizes, exposure metrics and a 1 KiB thumbnail."""
+    would return for each path, derived from the path alone (no file is read), vectorised per
+    call: SHA-256s of the path, a random 256-bit weight-128 hash (1 % of images are near copies
+    of the image 7 before them: 3 set bits swapped with 3 clear ones), sizes, exposure metrics
+    and a 1 KiB thumbnail, all as the real analysis returns them (same types and lengths)."""
     import hashlib
 
     from cxrtool.build.quality import Quality
     from cxrtool.build.types import Analysis
     from cxrtool.progress import report
 
+    n = len(paths)
+    digests = [hashlib.sha256(str(p).encode()).digest() for p in paths]
+    rng = np.random.default_rng(int.from_bytes(digests[0][:8], "little") if n else 0)
+    bits = np.argsort(rng.random((n, 256)), axis=1) < 128  # weight 128, like every pHash
+    copies = np.flatnonzero(rng.random(n) < 0.01)
+    copies = copies[copies >= 7]
+    for k in copies:
+        row = bits[k - 7].copy()
+        on, off = np.flatnonzero(row), np.flatnonzero(~row)
+        row[rng.choice(on, 3, replace=False)] = False
+        row[rng.choice(off, 3, replace=False)] = True
+        bits[k] = row
+    hashes = np.packbits(bits, axis=1)
+    sides = rng.integers(256, 1025, n)
+    metrics = rng.uniform([0.3, 0, 0, 0.5, 6], [0.7, 0.05, 0.05, 0.9, 7.9], (n, 5))
+    sizes = rng.integers(20_000, 600_000, n)
+    thumbs = rng.integers(0, 256, (n, 1024), dtype=np.uint8)
     out = []
-    base = np.arange(256)
-    codes = []
-    for k, path in enumerate(paths):
-        digest = hashlib.sha256(str(path).encode()).digest()
-        seed = int.from_bytes(digest[:8], "little")
-        r = np.random.default_rng(seed)
-        if k >= 7 and seed % 100 == 0:
-            bits = codes[k - 7].copy()
-            on, off = np.flatnonzero(bits), np.flatnonzero(~bits)
-            bits[r.choice(on, 3, replace=False)] = False
-            bits[r.choice(off, 3, replace=False)] = True
-        else:
-            bits = np.zeros(256, bool)
-            bits[r.permutation(base)[:128]] = True
-        codes.append(bits)
-        side = int(r.integers(256, 1025))
+    for k, digest in enumerate(digests):
         out.append(
             Analysis(
                 sha256=digest.hex(),
                 pixel_sha=hashlib.sha256(digest).hexdigest(),
-                hash=np.packbits(bits).tobytes().hex(),
-                width=side,
-                height=side,
-                quality=Quality(*(float(x) for x in r.uniform([0.3, 0, 0, 0.5, 6], [0.7, 0.05, 0.05, 0.9, 7.9]))),
+                hash=hashes[k].tobytes().hex(),
+                width=int(sides[k]),
+                height=int(sides[k]),
+                quality=Quality(*metrics[k].tolist()),
                 format="PNG",
                 mode="L",
                 bits=8,
-                file_size=int(r.integers(20_000, 600_000)),
-                thumb=r.integers(0, 256, 1024, dtype=np.uint8).tobytes(),
+                file_size=int(sizes[k]),
+                thumb=thumbs[k].tobytes(),
             )
         )
-        report(progress, "analyse", k + 1, len(paths))
+        report(progress, "analyse", k + 1, n)
     return out
 
 
