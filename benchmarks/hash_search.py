@@ -288,6 +288,16 @@ def uncorrected_estimate(codes: np.ndarray, radius: int, seed: int = 0) -> float
     return cost / default_workers(cap=H._MAX_WORKERS)
 
 
+def finish(lines: list[str], env: dict[str, Any], json_path: str | None, extra: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    """Print the table with the machine line, write the JSON; exit 1 unless every row is exact."""
+    lines.append(f"python {env['python']}, numpy {env['numpy']}, {env['cpus']} CPUs ({env['machine']}), "
+                 f"load average at start {env['loadavg_start']}, at end {env['loadavg_end']}")
+    print("\n".join(lines))
+    if json_path:
+        write_text(json_path, json.dumps({"env": env, **extra, "rows": rows}, indent=2))
+    return 0 if all(r["planted_found"] == r["planted"] and r.get("exact", True) for r in rows) else 1
+
+
 def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
     """256-bit codes like real X-ray pHashes, at the build-dataset defaults (radius 32)."""
     real = real_codes(args.sources, args.real_hashes)
@@ -347,12 +357,7 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
     lines.append("")
     lines.append(f"fit to {len(real):,} real pHashes: histogram L1 {check['l1']:.3f}; distance quantiles "
                  f"{check['quantiles_pct']} %: real {check['real']}, generated {check['generated']}")
-    lines.append(f"python {env['python']}, numpy {env['numpy']}, {env['cpus']} CPUs, load average at start "
-                 f"{env['loadavg_start']}, at end {env['loadavg_end']}")
-    print("\n".join(lines))
-    if args.json:
-        write_text(args.json, json.dumps({"env": env, "fit": check, "rows": rows}, indent=2))
-    return 0 if all(r["planted_found"] == r["planted"] and r.get("exact", True) for r in rows) else 1
+    return finish(lines, env, args.json, {"fit": check}, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,12 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     if "faiss_seconds" in limits:
         lines.append(f"faiss IndexBinaryFlat.range_search: {limits['faiss_seconds']:.2f} s on {limits['faiss_n']:,} rows "
                      f"= {limits['faiss_pairs_per_s']:.3g} pairs/s")
-    lines.append(f"python {env['python']}, numpy {env['numpy']}, {env['cpus']} CPUs ({env['machine']}), "
-                 f"load average at start {env['loadavg_start']}, at end {env['loadavg_end']}")
-    print("\n".join(lines))
-    if args.json:
-        write_text(args.json, json.dumps({"env": env, "limits": limits, "rows": rows}, indent=2))
-    return 0 if all(r["planted_found"] == r["planted"] and r.get("exact", True) for r in rows) else 1
+    return finish(lines, env, args.json, {"limits": limits}, rows)
 
 
 if __name__ == "__main__":
