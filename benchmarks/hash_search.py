@@ -256,15 +256,28 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _timed_search(codes: np.ndarray, radius: int, replans: int | None) -> dict[str, Any]:
-    """One hamming_pairs call (planner correction on, or off with replans=0): wall, CPU, stats."""
+def load_baseline(path: str) -> Any:
+    """A ``search.py`` of another revision as a module, e.g. from
+    ``git show main:cxrtool/build/search.py > /tmp/search_main.py``."""
+    import types
+
+    source = open(path, encoding="utf-8").read().replace("from ..workers import", "from cxrtool.workers import")
+    module = types.ModuleType("baseline_search")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - a benchmark loading a file the user named
+    return module
+
+
+def _timed_search(codes: np.ndarray, radius: int, replans: int | None, module: Any = H) -> dict[str, Any]:
+    """One hamming_pairs call (planner correction on, or off with replans=0; or another
+    revision's module): wall, CPU, stats."""
     saved = H._REPLANS
     if replans is not None:
         H._REPLANS = replans
     try:
         with PeakRSS() as mem:
             t0, c0 = time.perf_counter(), _cpu()
-            pairs, dist, stats = H.hamming_pairs(codes, radius, return_stats=True)
+            pairs, dist, stats = module.hamming_pairs(codes, radius, return_stats=True)
             seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     finally:
         H._REPLANS = saved
@@ -306,6 +319,7 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
     print(f"fit: {len(real):,} distinct real pHashes; distance-histogram L1 {check['l1']:.3f}; quantiles "
           f"{check['quantiles_pct']} % real {check['real']} generated {check['generated']}", file=sys.stderr, flush=True)
     radius = args.radii[0] if args.radii else 32
+    baseline = load_baseline(args.baseline) if args.baseline else None
     rows: list[dict[str, Any]] = []
     for n in args.sizes:
         codes = gen.sample(n, np.random.default_rng(args.seed + n))
@@ -314,6 +328,8 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
         # interleaved, so both see the same load: the corrected planner, then the uncorrected one
         for name, replans in (("corrected", None), ("uncorrected", 0)) if args.compare else (("corrected", None),):
             runs[name] = _timed_search(codes, radius, replans)
+        if baseline is not None:
+            runs["baseline"] = _timed_search(codes, radius, None, baseline)
         ours = runs["corrected"]
         stats = ours["stats"]
         found = contains(ours["pairs"], planted, n)
@@ -332,6 +348,14 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
                 "candidates": u["stats"].candidates, "blocks": [list(b) for b in u["stats"].blocks],
                 "same_pairs": bool(np.array_equal(u["pairs"], ours["pairs"])),
             }
+        if "baseline" in runs:
+            b = runs["baseline"]
+            row["baseline"] = {
+                "file": args.baseline, "seconds": b["seconds"], "cpu_seconds": b["cpu"],
+                "est_seconds": b["stats"].est_seconds, "candidates": b["stats"].candidates,
+                "blocks": [list(x) for x in b["stats"].blocks],
+                "same_pairs": bool(np.array_equal(b["pairs"], ours["pairs"])),
+            }
         if n <= args.exact_max:
             t0 = time.perf_counter()
             ref_p, ref_d = H.hamming_pairs(codes, radius, method="brute")
@@ -349,6 +373,10 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
         u = r.get("uncorrected")
         old = f"{u['seconds']:.1f}, {u['cpu_seconds']:.1f}, {u['est_seconds']:.1f}, {u['candidates']:,}" if u else "-"
         exact = {True: f"yes ({r['brute_seconds']:.0f} s)", False: "NO"}.get(r.get("exact"), "not run")
+        b = r.get("baseline")
+        if b:
+            old += (f"; baseline: {b['seconds']:.1f}, {b['cpu_seconds']:.1f}, {b['est_seconds']:.1f}, "
+                    f"{b['candidates']:,}, same pairs {b['same_pairs']}")
         lines.append(
             f"| {r['n']:,} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['est_seconds']:.2f} "
             f"| {r['candidates']:,} / {r['est_candidates']:,.0f} | {len(r['blocks'])} ({r['method']}) | {old} "
@@ -376,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", default=DEFAULT_SOURCES, help="real images whose pHashes the realistic codes are fitted to")
     ap.add_argument("--real-hashes", metavar="NPY", help="cache of those pHashes (computed once when missing)")
     ap.add_argument("--compare", action="store_true", help="realistic: also run the uncorrected planner, interleaved")
+    ap.add_argument("--baseline", metavar="SEARCH_PY", help="realistic: also time this search.py (another revision) on the same codes")
     args = ap.parse_args(argv)
     if args.codes == "realistic" and args.radii == [10, 4]:
         args.radii = [32]
