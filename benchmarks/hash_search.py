@@ -372,7 +372,7 @@ def realistic_main(args: argparse.Namespace, env: dict[str, Any]) -> int:
     for r in rows:
         u = r.get("uncorrected")
         old = f"{u['seconds']:.1f}, {u['cpu_seconds']:.1f}, {u['est_seconds']:.1f}, {u['candidates']:,}" if u else "-"
-        exact = {True: f"yes ({r['brute_seconds']:.0f} s)", False: "NO"}.get(r.get("exact"), "not run")
+        exact = "not run" if "exact" not in r else f"yes ({r['brute_seconds']:.0f} s)" if r["exact"] else "NO"
         b = r.get("baseline")
         if b:
             old += (f"; baseline: {b['seconds']:.1f}, {b['cpu_seconds']:.1f}, {b['est_seconds']:.1f}, "
