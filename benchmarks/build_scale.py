@@ -288,29 +288,41 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
 # ---------------------------------------------------------------- figure
 
 
-def figure(rows: list[dict], out: Path) -> None:
+def figure(rows: list[dict], out: Path, target_images: int = 1_000_000) -> None:
+    """Time and peak memory against image count (log-log): real image trees and the analysis
+    stub, each with its per-image slope extended to ``target_images``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted((r for r in rows if not r.get("returncode")), key=lambda r: r["images"])
-    n = np.array([r["images"] for r in rows], float)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    ax1.loglog(n, [r["wall_s"] for r in rows], "o-", label="measured")
-    ax1.loglog(n, n * rows[0]["wall_s"] / n[0], ":", color="grey", label="linear from the smallest")
-    ax1.set_xlabel("images")
-    ax1.set_ylabel("wall time (s)")
-    ax1.set_title("build-dataset end to end: time")
-    ax2.loglog(n, [r["peak_rss_tree_mib"] for r in rows], "o-", label="main + pool workers")
-    ax2.loglog(n, [r["peak_rss_main_mib"] for r in rows], "s--", label="main process")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    series = [(False, "phantom images (decoded)", "o", "C0"), (True, "analysis stubbed (no decoding)", "s", "C1")]
+    for stub, label, marker, colour in series:
+        rs = sorted((r for r in rows if bool(r.get("stub")) == stub and not r.get("returncode")), key=lambda r: r["images"])
+        if not rs:
+            continue
+        n = np.array([r["images"] for r in rs], float)
+        ax1.loglog(n, [r["wall_s"] for r in rs], marker + "-", color=colour, label=label)
+        ax1.loglog(n, [r["cpu_s_cumulative"] for r in rs], marker + ":", color=colour, alpha=0.7, label=label + ", CPU s")
+        mem = np.array([r["peak_rss_tree_mib"] for r in rs])
+        ax2.loglog(n, mem, marker + "-", color=colour, label=label + ": all processes")
+        ax2.loglog(n, [r["peak_rss_main_mib"] for r in rs], marker + "--", color=colour, alpha=0.6, label=label + ": main process")
+        if len(rs) >= 2:  # the last step's slope, extended
+            slope = (mem[-1] - mem[-2]) / (n[-1] - n[-2])
+            ext = np.array([n[-1], target_images])
+            ax2.loglog(ext, mem[-1] + slope * (ext - n[-1]), ":", color=colour,
+                       label=f"{slope * 2**20 / 1024:.1f} KiB/image extended")
     ax2.axhline(2048, color="red", lw=1, label="2 GB target")
+    ax1.set_xlabel("images")
+    ax1.set_ylabel("seconds (wall: solid; CPU: dotted)")
+    ax1.set_title("build-dataset end to end: time (loaded 2-core VM)")
     ax2.set_xlabel("images")
     ax2.set_ylabel("peak RSS (MiB)")
     ax2.set_title("build-dataset end to end: peak memory")
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -334,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("root", type=Path)
     st.add_argument("--images", type=int, default=1_000_000)
     f = sub.add_parser("figure", help="docs/img/build-scale.png from run JSON")
-    f.add_argument("json", type=Path)
+    f.add_argument("json", type=Path, nargs="+")
     f.add_argument("--out", type=Path, default=Path("docs/img/build-scale.png"))
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_stub"]:
@@ -347,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         make_tree(args.root, args.images, args.workers)
         return 0
     if args.step == "figure":
-        figure(json.loads(args.json.read_text())["rows"], args.out)
+        figure([r for path in args.json for r in json.loads(path.read_text())["rows"]], args.out)
         return 0
     from cxrtool.workers import available_cpus
 
