@@ -105,29 +105,6 @@ class WithThumbs(Sequence):
         return replace(self._analyses[k], thumb=self._store.get(self._rows[k]))
 
 
-def release_freed_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Python frees a step's temporaries, but glibc keeps the pages they sat on between
-    long-lived objects: at 120,000 stub images the analysis alone held 1.4 KiB of resident
-    memory per image, 1.0 KiB after trimming after each batch (measured, docs/benchmarks.md).
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim  # noqa: B018 - only glibc has it
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
-
-
 def _compact(a: Analysis) -> Analysis:
     """The analysis without its thumbnail, its repeated short strings shared (one object each)."""
     return replace(a, thumb=b"", format=sys.intern(a.format), mode=sys.intern(a.mode), error_kind=sys.intern(a.error_kind))
@@ -150,7 +127,6 @@ def analyse_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbSto
             thumbs.put(lo + k, a.thumb)
             c.analysis = _compact(a)
         del results
-        release_freed_memory()
 
 
 # ---------------------------------------------------------------- pipeline steps
@@ -378,17 +354,14 @@ def _build_rest(
     radius = options.hash_radius()
     dup_stats = duplicate_step(cands, radius)
     group_step(cands)
-    release_freed_memory()
     held_stats = holdout_step(cands, held, options.allow_missing_class) if held else None
     balance_stats = balance_step(cands, options)
     split_step(cands, options)
     leak = leak_check(cands, radius)
-    release_freed_memory()
     if held:
         leak.update(holdout_leak_check(cands, held, radius))
     result = BuildResult(out, options, scans, cands, {})
     result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(cands, options, thumbs), held_stats=held_stats)
-    release_freed_memory()
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result
