@@ -162,7 +162,9 @@ def stub_analyse_files(paths, hash_name, hash_size, workers, progress=None):  # 
     n = len(paths)
     digests = [hashlib.sha256(str(p).encode()).digest() for p in paths]
     rng = np.random.default_rng(int.from_bytes(digests[0][:8], "little") if n else 0)
-    bits = np.argsort(rng.random((n, 256)), axis=1) < 128  # weight 128, like every pHash
+    bits = np.zeros((n, 256), dtype=bool)
+    for lo in range(0, n, 20_000):  # bounded temporaries, whatever n the caller passes
+        bits[lo : lo + 20_000] = np.argsort(rng.random((min(20_000, n - lo), 256)), axis=1) < 128  # weight 128, like pHash
     copies = np.flatnonzero(rng.random(n) < 0.01)
     copies = copies[copies >= 7]
     for k in copies:
