@@ -303,7 +303,8 @@ def figure(rows: list[dict], out: Path, target_images: int = 1_000_000) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
     series = [(False, "phantom images (decoded)", "o", "C0"), (True, "analysis stubbed (no decoding)", "s", "C1")]
     for stub, label, marker, colour in series:
-        rs = sorted((r for r in rows if bool(r.get("stub")) == stub and not r.get("returncode")), key=lambda r: r["images"])
+        rs = sorted((r for r in rows if bool(r.get("stub")) == stub and not r.get("returncode") and not r.get("before")),
+                    key=lambda r: r["images"])
         if not rs:
             continue
         n = np.array([r["images"] for r in rs], float)
@@ -317,6 +318,10 @@ def figure(rows: list[dict], out: Path, target_images: int = 1_000_000) -> None:
             ext = np.array([n[-1], target_images])
             ax2.loglog(ext, mem[-1] + slope * (ext - n[-1]), ":", color=colour,
                        label=f"{slope * 2**20 / 1024:.1f} KiB/image extended")
+    before = [r for r in rows if r.get("before")]  # rows measured on the code before this change
+    if before:
+        ax2.loglog([r["images"] for r in before], [r["peak_rss_tree_mib"] for r in before], "x", color="k", ms=9,
+                   label="analysis stubbed, before the memory changes")
     ax2.axhline(2048, color="red", lw=1, label="2 GB target")
     ax1.set_xlabel("images")
     ax1.set_ylabel("seconds (wall: solid; CPU: dotted)")
@@ -340,6 +345,7 @@ def table(rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=lambda r: (bool(r.get("stub")), r["images"])):
         kind = "stubbed analysis" if r.get("stub") else "phantom images"
+        kind += ", before the memory changes" if r.get("before") else ""
         lines.append(
             f"| {kind} | {r['images']:,} | {r['wall_s']:.0f} | {r['images_per_s']:.0f} | {r['cpu_s']:.1f} "
             f"| {r['peak_rss_tree_mib']:.0f} | {r['peak_rss_main_mib']:.0f} | {r['peak_pss_tree_mib']:.0f} "
