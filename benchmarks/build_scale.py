@@ -313,7 +313,7 @@ def figure(rows: list[dict], out: Path, target_images: int = 1_000_000) -> None:
         mem = np.array([r["peak_rss_tree_mib"] for r in rs])
         ax2.loglog(n, mem, marker + "-", color=colour, label=label + ": all processes")
         ax2.loglog(n, [r["peak_rss_main_mib"] for r in rs], marker + "--", color=colour, alpha=0.6, label=label + ": main process")
-        if len(rs) >= 2:  # the last step's slope, extended
+        if stub and len(rs) >= 2:  # the last step's slope, extended (the stub: ordinary duplicate rates)
             slope = (mem[-1] - mem[-2]) / (n[-1] - n[-2])
             ext = np.array([n[-1], target_images])
             ax2.loglog(ext, mem[-1] + slope * (ext - n[-1]), ":", color=colour,
