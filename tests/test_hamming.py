@@ -285,3 +285,79 @@ def test_pack_hashes_validation() -> None:
     packed = pack_hashes(bits)
     assert packed.shape == (2, 2)
     assert int(packed[0, 0]) == 1 << 63 and int(packed[1, 1]) == 1 << (63 - 35)
+
+
+def clustered_codes(seed: int, n: int, clusters: int = 30, swap: float = 0.2) -> np.ndarray:
+    """256-bit codes shaped like real X-ray pHashes: weight 128 (pHash sets a bit above the
+    median), a few constant bits, and clusters (each code is a centre with a fraction of its
+    set bits swapped with clear ones), plus 2 % near copies. Collisions in a block are then far
+    more frequent than a binomial model of the mean bit disagreement predicts."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((clusters, 256), dtype=bool)
+    for c in centres:
+        c[rng.permutation(256)[:128]] = True
+    centres[:, :4] = [True, False, True, False]  # bits every hash shares (like pHash's DC term)
+    bits = centres[rng.integers(0, clusters, n)].copy()
+    k = int(128 * swap)
+    for row in bits:
+        on, off = np.flatnonzero(row[4:]) + 4, np.flatnonzero(~row[4:]) + 4
+        row[rng.choice(on, k, replace=False)] = False
+        row[rng.choice(off, k, replace=False)] = True
+    for _ in range(n // 50):
+        src, dst = rng.integers(n, size=2)
+        row = bits[src].copy()
+        on, off = np.flatnonzero(row), np.flatnonzero(~row)
+        s = int(rng.integers(1, 9))
+        row[rng.choice(on, s, replace=False)] = False
+        row[rng.choice(off, s, replace=False)] = True
+        bits[dst] = row
+    return pack_hashes(bits)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planner_exact_on_clustered_codes(seed: int) -> None:
+    """The planner's corrected layout (re-planned on large-sample collision rates) stays exact:
+    the same pairs and distances as brute force, at the default radius of 256-bit hashes."""
+    codes = clustered_codes(seed, 3000)
+    got_p, got_d, stats = hamming_pairs(codes, 32, method="mih", return_stats=True)
+    exp_p, exp_d = hamming_pairs(codes, 32, method="brute")
+    assert stats.method == "mih" and stats.blocks
+    assert len(exp_p) >= 3000 // 100  # the planted copies, most of them
+    np.testing.assert_array_equal(got_p, exp_p)
+    np.testing.assert_array_equal(got_d, exp_d)
+
+
+#: The planner's candidate estimate is within this factor of the candidates actually verified.
+ESTIMATE_FACTOR = 1.5
+
+
+def test_planner_estimate_is_honest_on_clustered_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On clustered codes the binomial collision model alone under-counts candidates (the old
+    planner's error); the estimate from the large pair sample is within ESTIMATE_FACTOR.
+    (Re-planning is forced: at this small n the planner would keep its first, cheap layout.)"""
+    monkeypatch.setattr(H, "_REPLAN_MIN", 0.0)
+    codes = clustered_codes(2, 10000)
+    u = H._groups(codes)[0]
+    n = len(u)
+    _, _, stats = hamming_pairs(codes, 32, method="mih", return_stats=True)
+    assert stats.candidates > 0
+    assert 1 / ESTIMATE_FACTOR <= stats.est_candidates / stats.candidates <= ESTIMATE_FACTOR
+    # the uncorrected model for the same blocks is off by more than that (so the test can fail)
+    x = H._pair_sample(u, 4096, np.random.default_rng(0)).astype(">u8").view(np.uint8).reshape(4096, -1)
+    cs = np.zeros((4096, 257), dtype=np.int16)
+    np.cumsum(np.unpackbits(x, axis=1), axis=1, out=cs[:, 1:])
+    costs, _ = H._shape_costs(u, 32, cs, np.ones(33))
+    npairs = n * (n - 1) / 2
+    modelled = sum(
+        (costs[size, start, t + 1] - H._block_cost(n, (start, size, t), 0.0)) / H._cand_cost(4) for start, size, t in stats.blocks
+    )
+    assert modelled < stats.candidates / ESTIMATE_FACTOR or modelled > stats.candidates * ESTIMATE_FACTOR, (modelled, npairs)
+
+
+def test_estimate_candidates_counts_sampled_collisions() -> None:
+    """_estimate_candidates is the sampled collision rate times the number of pairs: with every
+    pair sampled (n small) it is exact in expectation; here all codes collide in a constant block."""
+    codes = np.zeros((50, 1), dtype=np.uint64)
+    codes[:, 0] = np.arange(50, dtype=np.uint64)  # the top 58 bits are equal for every pair
+    est = H._estimate_candidates(codes, [(0, 16, 0)], np.random.default_rng(0))
+    assert est[0] == pytest.approx(50 * 49 / 2)

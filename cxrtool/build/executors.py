@@ -225,6 +225,19 @@ def _task_error(exc: Exception, paths: Sequence[Path], start: int, batch: int) -
     return CxrError(f"a Dask task failed on {where}: {kind}: {exc}")
 
 
+@contextlib.contextmanager
+def connected(executor: str | Executor | Client, workers: int | None = None) -> Iterator[str | Client]:
+    """EXECUTOR ready for many :func:`~cxrtool.build.analyse.analyse_files` calls: a Dask
+    spelling is connected (a ``dask-local`` cluster started) once for the block; ``local`` and a
+    connected Client pass through. ``distributed`` is imported only for a Dask spelling."""
+    if isinstance(executor, Executor) or (isinstance(executor, str) and executor.strip() != LOCAL):
+        spec = parse_executor(executor) if isinstance(executor, str) else executor
+        with dask_client(spec, workers) as client:
+            yield client
+    else:
+        yield executor
+
+
 def analyse_distributed(executor: str | Executor | Client, paths: Sequence[Path], hash_name: str, hash_size: int,
                         workers: int | None = None, progress: ProgressFn | None = None) -> list[Analysis]:
     """Run the per-image stage on EXECUTOR: a spelling (connects for the call) or a connected Client."""
@@ -237,5 +250,5 @@ def analyse_distributed(executor: str | Executor | Client, paths: Sequence[Path]
 
 __all__ = [
     "BATCH", "DASK_LOCAL", "Executor", "INSTALL_HINT", "LOCAL", "analyse_distributed", "analyse_on_dask",
-    "check_workers", "dask_client", "parse_executor", "require_distributed",
+    "check_workers", "connected", "dask_client", "parse_executor", "require_distributed",
 ]

@@ -9,7 +9,12 @@ modules and work on plain lists.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +22,10 @@ import numpy as np
 from ..labels import CLASSES
 from ..errors import UsageError
 from ..progress import ProgressFn
-from .analyse import analyse_files
+from .analyse import THUMB, analyse_files
 from .audit import shortcut_audit
 from .dedup import components, find_duplicates
+from .executors import connected
 from .hashing import get_hasher
 from .holdout import holdout_leak_check, holdout_step, pool_fractions, resolve_test_sources
 from .quality import Thresholds, problems
@@ -27,7 +33,7 @@ from .report import build_report
 from .search import hamming_pairs, pack_hashes
 from .sources import LabelMap, scan_sources
 from .split import assign_splits, balance
-from .types import BuildOptions, BuildResult, Candidate
+from .types import Analysis, BuildOptions, BuildResult, Candidate
 from .write import write_dataset
 
 
@@ -51,6 +57,81 @@ def check_paths(srcs: list[Path], out: Path, overwrite: bool, dry_run: bool) -> 
         raise UsageError(f"{out}: folder is not empty (use --overwrite to replace it)")
 
 
+# ---------------------------------------------------------------- analysis, in bounded batches
+
+#: Files analysed per batch. Each batch's results are compacted (thumbnail spilled to disk,
+#: repeated short strings shared) before the next starts, so memory never holds every
+#: image's full analysis at once: at a million images those are 2 GB.
+ANALYSE_BATCH = 20_000
+
+
+class ThumbStore:
+    """The shortcut audit's 1 KiB thumbnails, one fixed-size record per candidate, in an
+    unnamed temporary file (deleted on close, even on a crash): at a million images they would
+    be a gigabyte of memory, and the audit reads back only its sample (5000)."""
+
+    SIZE = THUMB * THUMB
+
+    def __init__(self, n: int) -> None:
+        self._file = tempfile.TemporaryFile(prefix="cxrtool-thumbs-")
+        self._has = np.zeros(n, dtype=bool)
+
+    def __enter__(self) -> "ThumbStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def put(self, row: int, thumb: bytes) -> None:
+        if thumb:
+            os.pwrite(self._file.fileno(), thumb, row * self.SIZE)
+            self._has[row] = True
+
+    def get(self, row: int) -> bytes:
+        return os.pread(self._file.fileno(), self.SIZE, row * self.SIZE) if self._has[row] else b""
+
+
+class WithThumbs(Sequence):
+    """The kept images' analyses with each thumbnail read back from the store on access."""
+
+    def __init__(self, analyses: Sequence[Analysis], rows: Sequence[int], store: ThumbStore) -> None:
+        self._analyses, self._rows, self._store = analyses, rows, store
+
+    def __len__(self) -> int:
+        return len(self._analyses)
+
+    def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return replace(self._analyses[k], thumb=self._store.get(self._rows[k]))
+
+
+def _compact(a: Analysis) -> Analysis:
+    """The analysis without its thumbnail, its repeated short strings shared (one object each)."""
+    return replace(a, thumb=b"", format=sys.intern(a.format), mode=sys.intern(a.mode), error_kind=sys.intern(a.error_kind))
+
+
+def analyse_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbStore, progress: ProgressFn | None) -> None:
+    """Decode and measure every candidate (in parallel, ``ANALYSE_BATCH`` files at a time);
+    thumbnails go to ``thumbs``. Progress events count over all files, as one run would."""
+    total = len(cands)
+
+    def shifted(offset: int) -> ProgressFn | None:
+        if progress is None:
+            return None
+        return lambda event: progress({**event, "done": offset + event["done"], "total": total})
+
+    with connected(options.executor, options.workers) as executor:  # a Dask spelling connects once, not per batch
+        for lo in range(0, total, ANALYSE_BATCH):
+            batch = cands[lo : lo + ANALYSE_BATCH]
+            results = analyse_files([c.item.path for c in batch], options.hash_name, options.hash_size, options.workers,
+                                    shifted(lo), executor)
+            for k, (c, a) in enumerate(zip(batch, results)):
+                thumbs.put(lo + k, a.thumb)
+                c.analysis = _compact(a)
+            del results
+
+
 # ---------------------------------------------------------------- pipeline steps
 
 
@@ -72,14 +153,16 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
     dups = find_duplicates(
         [c.analysis.sha256 for c in live], [c.analysis.pixel_sha for c in live], [c.analysis.hash for c in live], radius
     )
-    clusters: dict[int, list[int]] = defaultdict(list)
-    for i, cid in enumerate(dups.cluster):
-        live[i].cluster = int(cid)
-        clusters[int(cid)].append(i)
+    for c, cid in zip(live, dups.cluster.tolist()):
+        c.cluster = cid
+    # only clusters of two or more need Python-level work: at a million images a dict of
+    # one list per singleton cluster alone took hundreds of MB
+    order = np.argsort(dups.cluster, kind="stable")
+    ids, starts, sizes = np.unique(dups.cluster[order], return_index=True, return_counts=True)
+    multi = np.flatnonzero(sizes > 1)
+    clusters = {int(ids[k]): order[starts[k] : starts[k] + sizes[k]].tolist() for k in multi}
     conflicts, dropped_dups, within_pairs, across_pairs, cross_clusters = [], 0, 0, 0, 0
     for cid, members in clusters.items():
-        if len(members) == 1:
-            continue
         per_source = Counter(live[i].item.source for i in members)
         same = sum(k * (k - 1) // 2 for k in per_source.values())
         within_pairs += same
@@ -108,11 +191,11 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
     return {
         "hash_pairs_within_radius": dups.hash_pairs,
         "exact_duplicate_images": dups.exact_links,
-        "clusters_with_duplicates": sum(1 for m in clusters.values() if len(m) > 1),
+        "clusters_with_duplicates": len(clusters),
         "clusters_across_sources": cross_clusters,
         "duplicate_pairs_within_source": within_pairs,
         "duplicate_pairs_across_sources": across_pairs,
-        "largest_cluster": max((len(m) for m in clusters.values()), default=0),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "images_dropped_as_duplicates": dropped_dups,
         "label_conflicts": conflicts,
     }
@@ -143,16 +226,19 @@ def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
     """Down-sample each class to ``per_class`` (never up); report classes that fall short.
     Images already placed (a held-out test) are not balanced."""
     live = [c for c in cands if not c.reason and not c.split]
-    keep = set(
-        balance(
-            [c.item.label for c in live],
-            [c.analysis.sha256 + c.key for c in live],
-            [c.item.source for c in live],
-            options.per_class,
-            options.seed,
-            options.even_sources,
+    if options.per_class is None:  # nothing to down-sample: skip building a million sort keys
+        keep = set(range(len(live)))
+    else:
+        keep = set(
+            balance(
+                [c.item.label for c in live],
+                [c.analysis.sha256 + c.key for c in live],
+                [c.item.source for c in live],
+                options.per_class,
+                options.seed,
+                options.even_sources,
+            )
         )
-    )
     for i, c in enumerate(live):
         if i not in keep:
             c.reason = "balanced out"
@@ -192,33 +278,46 @@ def leak_check(cands: list[Candidate], radius: int) -> dict:
     """Independent check after splitting: near-duplicate pairs and patients across splits (must be 0)."""
     kept = [c for c in cands if not c.reason]
     cross_pairs = 0
-    same = Counter(c.analysis.sha256 for c in kept)
+    shas = sorted(c.analysis.sha256 for c in kept)  # a list, not a million-entry Counter
+    twice = sum(1 for i in range(1, len(shas)) if shas[i] == shas[i - 1] and (i == 1 or shas[i - 1] != shas[i - 2]))
     if kept:
         pairs, _ = hamming_pairs(pack_hashes([c.analysis.hash for c in kept]), radius)
         split = np.array([c.split for c in kept])
         cross_pairs = int((split[pairs[:, 0]] != split[pairs[:, 1]]).sum()) if len(pairs) else 0
-    patients: dict[str, set[str]] = defaultdict(set)
-    for c in kept:
-        if c.item.patient:
-            patients[f"{c.item.source}:{c.item.patient}"].add(c.split)
-    groups: dict[str, set[str]] = defaultdict(set)
-    for c in kept:
-        groups[c.group].add(c.split)
+    with_patient = [c for c in kept if c.item.patient]
     return {
         "near_duplicate_pairs_across_splits": cross_pairs,
-        "patients_across_splits": sum(1 for s in patients.values() if len(s) > 1),
-        "groups_across_splits": sum(1 for s in groups.values() if len(s) > 1),
-        "identical_files_kept_twice": sum(1 for n in same.values() if n > 1),
+        "patients_across_splits": _spanning(
+            [f"{c.item.source}:{c.item.patient}" for c in with_patient], [c.split for c in with_patient]
+        ),
+        "groups_across_splits": _spanning([c.group for c in kept], [c.split for c in kept]),
+        "identical_files_kept_twice": twice,
     }
 
 
-def audit_step(cands: list[Candidate], options: BuildOptions) -> dict | None:
-    """The shortcut audit of the kept images (None when turned off)."""
+def _spanning(keys: list[str], splits: list[str]) -> int:
+    """How many distinct keys occur in more than one split (arrays, not a set per key: a
+    million singleton groups as Python sets took over 200 MB)."""
+    if not keys:
+        return 0
+    _, key_id = np.unique(np.array(keys), return_inverse=True)
+    _, split_id = np.unique(np.array(splits), return_inverse=True)
+    pairs = np.unique(key_id.reshape(-1) * 4 + split_id.reshape(-1))
+    return int((np.bincount(pairs // 4) > 1).sum())
+
+
+def audit_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbStore | None = None) -> dict | None:
+    """The shortcut audit of the kept images (None when turned off). ``thumbs``: where
+    :func:`analyse_step` spilled the thumbnails (None: they are still in each analysis)."""
     if not options.audit:
         return None
-    kept = [c for c in cands if not c.reason]
+    rows = [i for i, c in enumerate(cands) if not c.reason]
+    kept = [cands[i] for i in rows]
+    analyses: Sequence[Analysis] = [c.analysis for c in kept]
+    if thumbs is not None:
+        analyses = WithThumbs(analyses, rows, thumbs)
     return shortcut_audit(
-        [c.analysis for c in kept], [c.item.source for c in kept], [c.item.label for c in kept],
+        analyses, [c.item.source for c in kept], [c.item.label for c in kept],
         [c.group for c in kept], options.seed,
         learned=[c.split != "test" for c in kept] if options.test_sources else None,
     )
@@ -245,10 +344,15 @@ def build_dataset(
     if not cands:
         raise UsageError(f"no labelled images found in {', '.join(map(str, srcs))}")
     held = resolve_test_sources(options.test_sources, scans)
-    results = analyse_files([c.item.path for c in cands], options.hash_name, options.hash_size, options.workers, progress,
-                            options.executor)
-    for c, a in zip(cands, results):
-        c.analysis = a
+    with ThumbStore(len(cands)) as thumbs:
+        analyse_step(cands, options, thumbs, progress)
+        return _build_rest(cands, scans, held, out, options, thumbs, progress)
+
+
+def _build_rest(
+    cands: list[Candidate], scans: list, held: list, out: Path, options: BuildOptions, thumbs: ThumbStore,
+    progress: ProgressFn | None,
+) -> BuildResult:
     quality_step(cands, options.thresholds)
     radius = options.hash_radius()
     dup_stats = duplicate_step(cands, radius)
@@ -260,7 +364,7 @@ def build_dataset(
     if held:
         leak.update(holdout_leak_check(cands, held, radius))
     result = BuildResult(out, options, scans, cands, {})
-    result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(cands, options), held_stats=held_stats)
+    result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(cands, options, thumbs), held_stats=held_stats)
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result

@@ -18,7 +18,7 @@ WORK_SIZE = 256
 METRICS = ("mean", "dark_frac", "bright_frac", "contrast", "entropy")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quality:
     """Exposure metrics of one image, all in [0, 1] except entropy (bits, 0..8)."""
 

@@ -95,7 +95,8 @@ def build_report(
         warnings.insert(0, audit["warning"])
     if any(v for k, v in leak.items() if k.startswith("held_out_")):
         warnings.append("LEAK: held-out test images, clusters, patients or groups reach train/val")
-    metrics = np.array([[getattr(c.analysis.quality, m) for m in METRICS] for c in cands if c.analysis.quality])
+    measured = [c.analysis.quality for c in cands if c.analysis.quality]
+    metrics = np.stack([np.array([getattr(q, m) for q in measured]) for m in METRICS], axis=1) if measured else np.zeros((0, 0))
     distributions = {
         m: (
             {q: float(np.percentile(metrics[:, i], q)) for q in (0, 1, 5, 25, 50, 75, 95, 99, 100)}

@@ -16,9 +16,13 @@ Method (pure numpy, no compiled extension):
    vectorised XOR + popcount. A pair is reported only by the first block that could find it,
    so no global de-duplication is needed.
 3. The block layout is chosen by a small dynamic programme over a cost model whose collision
-   probabilities are measured on sampled pairs of the actual data (so clustered, biased real
-   hashes are priced correctly); when that predicts no gain over brute force (small n, or a
-   radius too large for pruning) a tiled brute-force XOR + popcount is used instead.
+   probabilities are measured on sampled pairs of the actual data; rare collisions the small
+   sample cannot see are modelled, and that model is corrected (and the layout re-chosen) by
+   the rates a large pair sample measures on the chosen blocks, because real pHashes (biased,
+   correlated DCT bits) collide several times more often than the model says. The estimate
+   (``SearchStats.est_candidates``, ``est_seconds``) prices the final layout with measured
+   rates. When brute force is predicted cheaper (small n, or a radius too large for pruning)
+   a tiled brute-force XOR + popcount is used instead.
 
 Work is spread over threads (numpy releases the GIL in the hot loops); memory is bounded by
 the chunk size (about ``_CHUNK`` candidates per worker) plus the output itself.
@@ -60,6 +64,12 @@ _MAX_MASKS = 1 << 21
 #: When brute force is predicted to take less than this (modelled seconds), "auto" skips the
 #: planner (which itself costs ~0.05-0.1 s) and brute-forces.
 _BRUTE_FAST = 0.05
+#: Sampled pairs that price the chosen layout (and correct the collision model, see _plan).
+_ESTIMATE_PAIRS = 1 << 18
+#: Re-plans after correcting the collision model, and the modelled cost (single-core seconds)
+#: below which a layout is kept without re-planning (one re-plan costs ~0.05-0.1 s).
+_REPLANS = 3
+_REPLAN_MIN = 0.5
 #: At most this many search threads, however many cores there are.
 _MAX_WORKERS = 8
 
@@ -67,7 +77,8 @@ _MAX_WORKERS = 8
 # (2-core AMD EPYC VM, numpy 2.4); only their ratios matter for the plan.
 _C_LOOKUP = 1.0e-8  # one (element, flip mask) neighbour lookup in a dense table
 _C_LOOKUP_SS = 4.0e-8  # same via searchsorted (keys wider than _DENSE_BITS)
-_C_CAND = 2.4e-8  # expand + verify one candidate pair
+_C_CAND = 2.4e-8  # expand + verify one candidate pair of 64-bit codes
+_C_CAND_WORD = 9.0e-9  # each further 64-bit word of a candidate (row gathers, XOR, popcount)
 _C_BRUTE = 4.0e-9  # one pair of the tiled brute force, per 64-bit word
 _C_BLOCK = 4.7e-7  # per code and block: key extraction, sort, bucket bookkeeping
 
@@ -78,9 +89,10 @@ def _rowdist(x: np.ndarray) -> np.ndarray:
     """Hamming weight of XORed codes: 1-D (one word) or (k, words) -> (k,) int."""
     if x.ndim == 1:
         return np.bitwise_count(x)
-    out = np.bitwise_count(x[:, 0]).astype(np.uint16)
+    counts = np.bitwise_count(x)  # one pass over the whole (k, words) block, then column sums
+    out = counts[:, 0].astype(np.uint16)
     for w in range(1, x.shape[1]):
-        out += np.bitwise_count(x[:, w])
+        out += counts[:, w]
     return out
 
 
@@ -111,6 +123,13 @@ def _pack_hex(strings: Sequence[str]) -> np.ndarray:
     (length,) = lengths
     if length == 0:
         raise ValueError("empty hash string")
+    if length % 16 == 0:  # whole 64-bit words (every square hash of even size): no per-bit arrays
+        try:
+            raw_bytes = bytes.fromhex("".join(strings))
+        except ValueError:
+            raw_bytes = None  # not hex (or whitespace): the path below says which
+        if raw_bytes is not None and len(raw_bytes) * 2 == length * len(strings):
+            return np.frombuffer(raw_bytes, dtype=">u8").astype(np.uint64).reshape(len(strings), length // 16)
     try:
         raw = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError as exc:
@@ -192,6 +211,8 @@ class SearchStats:
     pairs: int  #: pairs found between distinct codes
     seconds: float
     est_seconds: float  #: planner's estimate for the chosen method
+    #: candidate pairs the planner expected (MIH: measured on sampled pairs; brute: all pairs)
+    est_candidates: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -387,7 +408,11 @@ def _mih_block(
     del keys
 
     def verify(pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, ...]:
-        x = us[pa] ^ us[pb]
+        if words == 1:
+            x = us[pa] ^ us[pb]
+        else:  # np.take gathers whole rows ~3x faster than fancy indexing (measured, 256-bit codes)
+            x = np.take(us, pa, axis=0)
+            np.bitwise_xor(x, np.take(us, pb, axis=0), out=x)
         d = _rowdist(x)
         keep = np.flatnonzero(d <= radius)
         if len(keep) and earlier:
@@ -507,31 +532,51 @@ def _mih_block(
 # Planning
 
 
-def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tuple[int, int, int]], float, float]:
-    """Choose MIH blocks (start, size, threshold) minimising the modelled cost.
+def _pair_sample(u: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """XOR of ``m`` random pairs of distinct rows, (m, words) uint64."""
+    n = len(u)
+    ia = rng.integers(0, n, m)
+    ib = rng.integers(0, n - 1, m)
+    ib = ib + (ib >= ia)
+    return u[ia] ^ u[ib]
 
-    Returns (blocks, mih_cost, brute_cost) in modelled single-core seconds. Collision
-    probabilities per block and threshold come from sampled pairs of the actual codes,
-    floored by a binomial model so rare-but-not-zero events are not priced at zero.
+
+def _block_hits(x: np.ndarray, blocks: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """For each block, how many sampled pair XORs differ in at most t of its bits."""
+    return np.array([int((np.bitwise_count(_extract(x, s, z)) <= t).sum()) for s, z, t in blocks], dtype=np.int64)
+
+
+def _estimate_candidates(u: np.ndarray, blocks: Sequence[tuple[int, int, int]], rng: np.random.Generator) -> np.ndarray:
+    """Expected candidate pairs per block, measured on ``_ESTIMATE_PAIRS`` sampled pairs.
+
+    Unbiased whatever the code distribution (biased bits, correlated bits, clusters): it is the
+    fraction of sampled pairs the block would bring up, times the number of pairs.
+    """
+    n = len(u)
+    npairs = n * (n - 1) / 2
+    m = int(min(_ESTIMATE_PAIRS, max(1, npairs)))
+    return _block_hits(_pair_sample(u, m, rng), blocks) * (npairs / m)
+
+
+def _shape_costs(
+    u: np.ndarray, radius: int, cs: np.ndarray, correction: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Modelled cost of every block shape: costs[size, start, t + 1] (t + 1 = 0: block unused).
+
+    Collision probabilities come from the small pair sample ``cs`` (prefix sums of differing
+    bits) where it saw enough hits, else from a binomial model of the block's mean per-bit
+    disagreement times ``correction[t]`` (what the large sample said that model misses on
+    these codes: correlated and biased bits collide more often than independent ones).
     """
     n, words = u.shape
     bits = 64 * words
+    nsamp = len(cs)
     npairs = n * (n - 1) / 2
     brute_cost = _C_BRUTE * words * npairs
-    rmax = radius + 1  # budget of sum(t_i + 1)
-    # sampled pair XORs -> prefix sums of differing bits
-    nsamp = int(min(npairs, max(1024, min(n // 4, 8192, 524_288 // bits))))
-    ia = rng.integers(0, n, nsamp)
-    ib = rng.integers(0, n - 1, nsamp)
-    ib = ib + (ib >= ia)
-    x = (u[ia] ^ u[ib]).astype(">u8").view(np.uint8).reshape(nsamp, words * 8)
-    diff = np.unpackbits(x, axis=1)
-    cs = np.zeros((nsamp, bits + 1), dtype=np.int16)
-    np.cumsum(diff, axis=1, out=cs[:, 1:])
+    rmax = radius + 1
     mcs = cs.mean(axis=0)
     inf = math.inf
     max_size = min(64, bits)
-    # costs[size, start, w] for w = t + 1 in 0..rmax; w = 0 -> block unused, cost 0
     costs = np.full((max_size + 1, bits + 1, rmax + 1), inf)
     per_block = _C_BLOCK * n
     # tiny blocks never pay off; wide ones only matter coarsely (keeps the planner ~0.1 s)
@@ -556,10 +601,19 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
         per_lookup = _C_LOOKUP if size <= _DENSE_BITS else _C_LOOKUP_SS
         for t in range(tmax + 1):
             model = model + math.comb(size, t) * q**t * (1 - q) ** (size - t)  # binomial cdf
-            p = np.where(hits[:, t] >= 8, np.maximum(hits[:, t] / nsamp, model), model)
-            c[:, t + 1] = per_block + per_lookup * n * (_ball(size, t) - 1) / 2 + _C_CAND * npairs * p
-    # DP over bit positions: f[b, v] = min cost covering bits [0, b) with sum(t_i + 1) = v;
-    # arg[b, v] = (size, w) of the block ending at bit b, size 0 = bit b-1 left unused.
+            fixed = np.minimum(model * correction[t], 1.0)
+            p = np.where(hits[:, t] >= 8, np.maximum(hits[:, t] / nsamp, fixed), fixed)
+            c[:, t + 1] = per_block + per_lookup * n * (_ball(size, t) - 1) / 2 + _cand_cost(words) * npairs * p
+    return costs, size_set
+
+
+def _cheapest_layout(costs: np.ndarray, size_set: np.ndarray, bits: int, rmax: int) -> tuple[list[tuple[int, int, int]], float]:
+    """DP over bit positions: the cheapest blocks with sum(t_i + 1) = rmax (``[]`` if none).
+
+    f[b, v] = min cost covering bits [0, b) with sum(t_i + 1) = v; arg[b, v] = (size, w) of the
+    block ending at bit b, size 0 = bit b-1 left unused.
+    """
+    inf = math.inf
     f = np.full((bits + 1, rmax + 1), inf)
     f[0, 0] = 0.0
     arg_size = np.zeros((bits + 1, rmax + 1), dtype=np.int64)
@@ -586,7 +640,7 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
             arg_size[b, better] = sizes[k[better] // rmax]
             arg_w[b, better] = k[better] % rmax + 1
     if not math.isfinite(f[bits, rmax]):
-        return [], inf, brute_cost
+        return [], inf
     blocks: list[tuple[int, int, int]] = []
     b, v = bits, rmax
     while b > 0:
@@ -598,7 +652,77 @@ def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tu
         else:
             b -= 1
     blocks.reverse()
-    return blocks, float(f[bits, rmax]), brute_cost
+    return blocks, float(f[bits, rmax])
+
+
+def _plan(u: np.ndarray, radius: int, rng: np.random.Generator) -> tuple[list[tuple[int, int, int]], float, float]:
+    """Choose MIH blocks (start, size, threshold) minimising the modelled cost.
+
+    Returns (blocks, mih_cost, brute_cost) in modelled single-core seconds.
+
+    1. A small sample of pairs prices every block shape: measured collision rates where it
+       saw enough hits, a binomial model of the block's per-bit disagreement elsewhere.
+    2. The cheapest layout is checked on a large pair sample (``_ESTIMATE_PAIRS``): on real,
+       clustered hashes (biased, correlated DCT bits) the binomial model under-counts
+       candidates several-fold, so the model is corrected per threshold t by the ratio the
+       large sample measured on the chosen blocks, and the layout re-chosen, up to
+       ``_REPLANS`` times. The returned cost prices the final layout with the measured rates,
+       so the estimate stays honest even where the correction is imperfect.
+    """
+    n, words = u.shape
+    bits = 64 * words
+    npairs = n * (n - 1) / 2
+    brute_cost = _C_BRUTE * words * npairs
+    rmax = radius + 1  # budget of sum(t_i + 1)
+    nsamp = int(min(npairs, max(1024, min(n // 4, 8192, 524_288 // bits))))
+    x = _pair_sample(u, nsamp, rng).astype(">u8").view(np.uint8).reshape(nsamp, words * 8)
+    cs = np.zeros((nsamp, bits + 1), dtype=np.int16)
+    np.cumsum(np.unpackbits(x, axis=1), axis=1, out=cs[:, 1:])
+    mbig = int(min(_ESTIMATE_PAIRS, max(1, npairs)))
+    big = _pair_sample(u, mbig, rng)
+    correction = np.ones(rmax + 1)
+    best: tuple[list[tuple[int, int, int]], float] = ([], math.inf)
+    seen: set[tuple[tuple[int, int, int], ...]] = set()
+    for _ in range(_REPLANS + 1):
+        costs, size_set = _shape_costs(u, radius, cs, correction)
+        blocks, _ = _cheapest_layout(costs, size_set, bits, rmax)
+        if not blocks or tuple(blocks) in seen:
+            break
+        seen.add(tuple(blocks))
+        hits = _block_hits(big, blocks)
+        measured = 0.0
+        ratios: dict[int, list[float]] = {}  # per t: measured / modelled rate on the chosen blocks
+        for (start, size, t), h in zip(blocks, hits):
+            modelled = (costs[size, start, t + 1] - _block_cost(n, (start, size, t), 0.0)) / (_cand_cost(words) * npairs)
+            rate = h / mbig if h >= 8 else max(h / mbig, modelled)  # too few hits: trust the model
+            measured += _block_cost(n, (start, size, t), npairs * rate, words)
+            if h >= 8 and modelled > 0:
+                ratios.setdefault(t, []).append(h / mbig / modelled)
+        if measured < best[1]:
+            best = (blocks, measured)
+        if measured < _REPLAN_MIN:  # the estimate is honest now; a better layout could not pay for the re-plan
+            break
+        if not ratios:
+            break
+        overall = float(np.exp(np.mean(np.log([r for rs in ratios.values() for r in rs]))))
+        new = np.array([float(np.exp(np.mean(np.log(ratios[t])))) if t in ratios else overall for t in range(rmax + 1)])
+        new = correction * np.maximum(new, 1.0)  # the binomial floor never over-counts much
+        if np.allclose(new, correction, rtol=0.25):
+            break
+        correction = new
+    return best[0], best[1], brute_cost
+
+
+def _cand_cost(words: int) -> float:
+    """Modelled single-core seconds to expand and verify one candidate pair of ``words``-word codes."""
+    return _C_CAND + _C_CAND_WORD * (words - 1)
+
+
+def _block_cost(n: int, block: tuple[int, int, int], candidates: float, words: int = 1) -> float:
+    """Modelled single-core seconds of one MIH block that verifies ``candidates`` pairs."""
+    _, size, t = block
+    per_lookup = _C_LOOKUP if size <= _DENSE_BITS else _C_LOOKUP_SS
+    return _C_BLOCK * n + per_lookup * n * (_ball(size, t) - 1) / 2 + _cand_cost(words) * candidates
 
 
 # --------------------------------------------------------------------------------------
@@ -645,6 +769,7 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
     used = "trivial"
     parts: list[tuple[np.ndarray, ...]] = []
     cands = 0
+    est_cands = 0.0
     if nu >= 2 and radius >= 1:
         chosen = method
         plannable = radius < bits and radius < 64
@@ -662,8 +787,10 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
             workers = 1
         if chosen == "brute":
             blocks = []
+            est_cands = nu * (nu - 1) / 2
             parts, cands = _brute(u, radius, workers)
         else:
+            est_cands = float(_estimate_candidates(u, blocks, np.random.default_rng(seed + 1)).sum())
             for k, blk in enumerate(blocks):
                 p, c = _mih_block(u, radius, blk, blocks[:k], workers)
                 parts.extend(p)
@@ -690,6 +817,7 @@ def hamming_search(codes: np.ndarray, radius: int, *, method: str = "auto", seed
         pairs=len(pairs),
         seconds=time.perf_counter() - t0,
         est_seconds=est / workers,
+        est_candidates=est_cands,
     )
     return HammingSearch(inverse=inv, first=first, counts=counts, pairs=pairs, distances=dist, stats=stats)
 

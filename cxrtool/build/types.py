@@ -49,7 +49,7 @@ class BuildOptions:
         return self.radius if self.radius is not None else bits // 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """What one decode of one file tells (``error`` set: the file could not be read)."""
 
@@ -70,7 +70,7 @@ class Analysis:
     thumb: bytes = b""
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """One labelled image moving through the pipeline; a step that drops it sets ``reason``."""
 

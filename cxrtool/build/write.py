@@ -14,8 +14,9 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from PIL import Image
 
@@ -30,15 +31,15 @@ from .sources import Scan
 from .types import EXCLUDED_COLUMNS, BuildOptions, BuildResult, Candidate
 
 
-def manifest_rows(cands: list[Candidate], file_sha256: dict[str, str] | None = None) -> list[dict[str, str]]:
-    """One manifest row per kept image, sorted by its file in OUT. ``file_sha256``: the SHA-256
-    of each written file (by its ``file``) when it differs from the source's (``--copy-mode png``)."""
+def manifest_rows(cands: list[Candidate], file_sha256: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """One manifest row per kept image, sorted by its file in OUT, generated one at a time (a
+    million rows as dicts took gigabytes). ``file_sha256``: the SHA-256 of each written file (by
+    its ``file``) when it differs from the source's (``--copy-mode png``)."""
     file_sha256 = file_sha256 or {}
-    rows = []
     for c in sorted((c for c in cands if not c.reason), key=lambda c: c.file):
         a = c.analysis
         q = a.quality.as_dict()
-        rows.append(
+        yield (
             {
                 "file": c.file,
                 "label": c.item.label,
@@ -55,7 +56,6 @@ def manifest_rows(cands: list[Candidate], file_sha256: dict[str, str] | None = N
                 **{m: f"{q[m]:.5f}" for m in METRICS},
             }
         )
-    return rows
 
 
 def excluded_rows(scans: list[Scan], cands: list[Candidate]) -> list[dict[str, str]]:
@@ -86,10 +86,15 @@ def excluded_rows(scans: list[Scan], cands: list[Candidate]) -> list[dict[str, s
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
     """CSV with a header and ``\\n`` line ends (byte-identical on every platform)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    write_csv(buf, columns, rows)
+    return buf.getvalue()
+
+
+def write_csv(out: TextIO, columns: Sequence[str], rows: Iterable[dict[str, str]]) -> None:
+    """The rows of :func:`csv_text` written to OUT as they come (no whole-file string)."""
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    return buf.getvalue()
 
 
 def place_image(c: Candidate, dest: Path, options: BuildOptions) -> str | None:
@@ -139,7 +144,8 @@ def write_dataset(out: Path, result: BuildResult, progress: ProgressFn | None = 
             (tmp / "excluded.csv").write_text(csv_text(EXCLUDED_COLUMNS, excluded_rows(result.scans, result.candidates)), encoding="utf-8")
             write_reports(tmp, result)
             # manifest last: its presence marks a complete dataset
-            (tmp / MANIFEST_NAME).write_text(csv_text(COLUMNS, manifest_rows(result.candidates, encoded)), encoding="utf-8")
+            with open(tmp / MANIFEST_NAME, "w", encoding="utf-8", newline="") as fh:
+                write_csv(fh, COLUMNS, manifest_rows(result.candidates, encoded))
             if out.exists():  # --overwrite: move the old dataset aside; deleted once the new one is in place
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
                 out.rename(old)

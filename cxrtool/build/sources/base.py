@@ -25,7 +25,7 @@ EXCLUDED_FOLDERS: dict[str, str] = {
 SPLIT_FOLDERS = frozenset({"train", "test", "val", "valid", "validation", "images"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One file of a source with the label its source gives it (None: excluded, see ``reason``)."""
 
