@@ -35,6 +35,7 @@ import Keras when called.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 import weakref
 from dataclasses import dataclass
@@ -317,7 +318,11 @@ def flag_summary(flags: list[str], total: int, on_flag: str = "keep") -> str:
     return f"{len(flags)} of {total} inputs flagged ({why}): {then}"
 
 
-_BLAS: list = []
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
+
+    return ThreadpoolController()
 
 
 def one_blas_thread():
@@ -325,11 +330,7 @@ def one_blas_thread():
     products per batch; with its default threads OpenBLAS keeps a second thread spinning after
     each one, which took CPU from the model's own threads: the flag cost ~20% of predict's CPU
     per image instead of ~0 (docs/benchmarks.md, "OOD flag overhead")."""
-    from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
-
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 @dataclass
