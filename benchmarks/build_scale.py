@@ -202,10 +202,10 @@ def stub_analyse_files(paths, hash_name, hash_size, workers, progress=None):  # 
 
 def _stub_main(argv: list[str]) -> int:
     """``build-dataset`` in this process with analysis stubbed (see ``run --stub``)."""
-    import cxrtool.build.pipeline as pipeline
+    import cxrtool.build.executors as executors
     from cxrtool.cli import run
 
-    pipeline.analyse_files = stub_analyse_files
+    executors.analyse_files = stub_analyse_files  # the local path of executors.analyse_with
     sys.argv = ["cxrtool", "build-dataset", *argv]
     run()
     return 0

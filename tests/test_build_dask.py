@@ -204,17 +204,32 @@ def test_a_worker_that_cannot_see_the_files_is_named(cluster, tmp_path):
 # ---------------------------------------------------------------- workers that die
 
 
-def _kill_one_worker_after_the_first_batch(client):
-    pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
-    killed: list[int] = []
+def _arm_one_worker_to_die_in_its_first_task(client) -> int:
+    """One worker's ``analyse_batch`` becomes a SIGKILL of itself: it dies mid-task, whenever
+    its first batch arrives (a kill from outside could land when it holds no task). Tasks name
+    the function by reference, so the worker resolves the armed one; its restart is clean.
+    Returns the victim's pid."""
+    address, pid = sorted(client.run(os.getpid).items())[0]
 
-    def on_event(event: dict) -> None:
-        if event["stage"] == "analyse" and not killed:
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+    def arm() -> None:
+        import os as _os
+        import signal as _signal
 
-    return on_event, killed
+        from cxrtool.build import analyse as _analyse
+
+        _analyse.analyse_batch = lambda *args, **kwargs: _os.kill(_os.getpid(), _signal.SIGKILL)
+
+    client.run(arm, workers=[address])
+    return pid
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie not yet reaped counts as gone
+        return f.read().split(") ")[-1].startswith("Z")
 
 
 @pytest.mark.parametrize("allowed_failures", [3, 0])
@@ -227,16 +242,16 @@ def test_a_worker_killed_mid_run_is_retried_or_one_clear_error(tree, local_build
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      scheduler_kwargs=executors.QUIET_SCHEDULER) as lc, \
             distributed.Client(lc, set_as_default=False) as client:
-        on_event, killed = _kill_one_worker_after_the_first_batch(client)
+        victim = _arm_one_worker_to_die_in_its_first_task(client)
         options = BuildOptions(executor=client, **OPTS)
         if allowed_failures:
-            build_dataset([tree], tmp_path / "ds", options, progress=on_event)
+            build_dataset([tree], tmp_path / "ds", options)
             same_outputs(local_build, tmp_path / "ds")
         else:
             with pytest.raises(CxrError, match=r"Dask workers kept dying on the \d+ files from "):
-                build_dataset([tree], tmp_path / "ds", options, progress=on_event)
+                build_dataset([tree], tmp_path / "ds", options)
             assert not (tmp_path / "ds").exists()
-    assert killed
+    assert _gone(victim)
 
 
 # ---------------------------------------------------------------- Ctrl-C

@@ -81,18 +81,9 @@ def _pool_context():
 
 def analyse_files(
     paths: list[Path], hash_name: str, hash_size: int, workers: int | None, progress: ProgressFn | None = None,
-    executor: object = "local",
 ) -> list[Analysis]:
-    """Analyse many files in parallel, results in input order; one ``analyse`` progress event per file.
-
-    EXECUTOR: ``"local"`` (WORKERS processes here), or a Dask cluster: ``"dask://HOST:PORT"``,
-    ``"dask-local"`` or a connected ``distributed.Client`` (see :mod:`cxrtool.build.executors`;
-    the same results, one event per batch).
-    """
-    if not (isinstance(executor, str) and executor.strip() == "local"):
-        from .executors import analyse_distributed  # imports distributed: only when asked for
-
-        return analyse_distributed(executor, paths, hash_name, hash_size, workers, progress)
+    """Analyse many files in parallel on this machine, results in input order; one ``analyse``
+    progress event per file. A Dask cluster instead: :func:`cxrtool.build.executors.analyse_with`."""
     tasks = [(str(p), hash_name, hash_size) for p in paths]
     workers = default_workers(requested=workers)
     total = len(tasks)

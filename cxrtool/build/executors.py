@@ -40,7 +40,7 @@ from ..errors import CxrError, UsageError
 from ..progress import ProgressFn, report
 from ..version import __version__
 from ..workers import default_workers
-from .analyse import analyse_batch
+from .analyse import analyse_batch, analyse_files
 from .types import Analysis
 
 if TYPE_CHECKING:  # only for type hints: never imported unless a Dask executor is used
@@ -238,6 +238,15 @@ def connected(executor: str | Executor | Client, workers: int | None = None) -> 
         yield executor
 
 
+def analyse_with(executor: str | Executor | Client, paths: Sequence[Path], hash_name: str, hash_size: int,
+                 workers: int | None = None, progress: ProgressFn | None = None) -> list[Analysis]:
+    """The per-image stage on EXECUTOR: ``local`` (this machine's pool,
+    :func:`~cxrtool.build.analyse.analyse_files`), a Dask spelling or a connected Client."""
+    if isinstance(executor, str) and executor.strip() == LOCAL:
+        return analyse_files(list(paths), hash_name, hash_size, workers, progress)
+    return analyse_distributed(executor, paths, hash_name, hash_size, workers, progress)
+
+
 def analyse_distributed(executor: str | Executor | Client, paths: Sequence[Path], hash_name: str, hash_size: int,
                         workers: int | None = None, progress: ProgressFn | None = None) -> list[Analysis]:
     """Run the per-image stage on EXECUTOR: a spelling (connects for the call) or a connected Client."""
@@ -249,6 +258,6 @@ def analyse_distributed(executor: str | Executor | Client, paths: Sequence[Path]
 
 
 __all__ = [
-    "BATCH", "DASK_LOCAL", "Executor", "INSTALL_HINT", "LOCAL", "analyse_distributed", "analyse_on_dask",
+    "BATCH", "DASK_LOCAL", "Executor", "INSTALL_HINT", "LOCAL", "analyse_distributed", "analyse_on_dask", "analyse_with",
     "check_workers", "connected", "dask_client", "parse_executor", "require_distributed",
 ]

@@ -22,10 +22,10 @@ import numpy as np
 from ..labels import CLASSES
 from ..errors import UsageError
 from ..progress import ProgressFn
-from .analyse import THUMB, analyse_files
+from .analyse import THUMB
 from .audit import shortcut_audit
 from .dedup import components, find_duplicates
-from .executors import connected
+from .executors import analyse_with, connected
 from .hashing import get_hasher
 from .holdout import holdout_leak_check, holdout_step, pool_fractions, resolve_test_sources
 from .quality import Thresholds, problems
@@ -124,8 +124,8 @@ def analyse_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbSto
     with connected(options.executor, options.workers) as executor:  # a Dask spelling connects once, not per batch
         for lo in range(0, total, ANALYSE_BATCH):
             batch = cands[lo : lo + ANALYSE_BATCH]
-            results = analyse_files([c.item.path for c in batch], options.hash_name, options.hash_size, options.workers,
-                                    shifted(lo), executor)
+            results = analyse_with(executor, [c.item.path for c in batch], options.hash_name, options.hash_size,
+                                   options.workers, shifted(lo))
             for k, (c, a) in enumerate(zip(batch, results)):
                 thumbs.put(lo + k, a.thumb)
                 c.analysis = _compact(a)
