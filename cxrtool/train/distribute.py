@@ -121,6 +121,10 @@ def _connect(address: str, processes: int, pid: int) -> None:
 
     # KERAS_DISTRIBUTION_JOB_ADDRESSES may list every process: the first one is the coordinator
     coordinator = address.split(",")[0].strip()
+    # JAX's preemption service installs its own SIGTERM handler (in C++), which records the
+    # signal and carries on: `kill` then no longer stopped a process (measured: both kept training).
+    # cxrtool.interrupts handles SIGTERM itself (exit 143 with the --resume advice).
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator, num_processes=processes, process_id=pid,
