@@ -242,8 +242,10 @@ def make_feeder(
 
     Every batch has exactly ``batch_size`` images (the remainder of a shuffled epoch is
     dropped, a different one each epoch) so the compiled train step never recompiles.
-    ``shard=(i, n)``: multi-process training, process ``i`` of ``n`` feeds every n-th image of
-    the same global permutation. The epoch's permutation depends on (seed, epoch) only.
+    ``shard=(i, n)``: multi-process training with a global batch of ``n * batch_size``: process
+    ``i`` reads only the ``i``-th slice of each (sorted) global batch of the same permutation, so
+    the slices put together in process order are exactly the one-process batch. The epoch's
+    permutation depends on (seed, epoch) only.
     ``sources`` (one per image): draw each epoch with :func:`source_balanced_order` (sources
     weighted by their size to ``source_power``) instead of a permutation.
     """
@@ -259,9 +261,9 @@ def make_feeder(
             self.seed, self.epoch = seed, epoch
             self.weights = None if class_weights is None else np.asarray(class_weights, np.float32)[y]
             self.process, self.processes = shard
-            self.steps = (len(y) // self.processes) // batch_size
+            self.steps = len(y) // (batch_size * self.processes)
             if self.steps < 1:
-                raise DatasetError(f"the train split has {len(y)} images: fewer than one batch of {batch_size}")
+                raise DatasetError(f"the train split has {len(y)} images: fewer than one batch of {batch_size * self.processes}")
             self._order = self._permutation()
 
         def _permutation(self):
@@ -271,13 +273,15 @@ def make_feeder(
                 idx = source_balanced_order(self.y, sources, rng, source_power)
             elif shuffle:
                 idx = rng.permutation(len(self.y))
-            return idx[self.process :: self.processes]
+            return idx
 
         def __len__(self):
             return self.steps
 
         def __getitem__(self, i):
-            sel = np.sort(self._order[i * self.batch_size : (i + 1) * self.batch_size])
+            size = self.batch_size * self.processes  # the global batch; this process reads its slice
+            sel = np.sort(self._order[i * size : (i + 1) * size])
+            sel = sel[self.process * self.batch_size : (self.process + 1) * self.batch_size]
             xb = self.x[sel][..., None]
             yb = self.y[sel]
             if self.weights is None:

@@ -157,7 +157,8 @@ def train(
             result = run_training(dataset, model, options=options, models_dir=models_dir, out=out, progress=on_event)
 
     _render(result)
-    typer.echo(str(result.model_path))
+    if result.written:  # in a multi-process run only process 0 saves, and only it names the file
+        typer.echo(str(result.model_path))
 
 
 def _render(result) -> None:
@@ -184,10 +185,10 @@ def _render(result) -> None:
         t.add_row("temperature", f"{cal['temperature']:.3f} (val ECE {cal['val_ece_before']:.3f} -> "
                                  f"{cal['val_ece_after']:.3f}, NLL {cal['val_nll_before']:.3f} -> {cal['val_nll_after']:.3f})")
     t.add_row("time", f"{result.seconds:.1f} s")
-    t.add_row("model", str(result.model_path))
-    if result.log_csv:
+    t.add_row("model", str(result.model_path) + ("" if result.written else " (written by process 0)"))
+    if result.log_csv and result.written:
         t.add_row("log", str(result.log_csv))
-    if result.curves_png:
+    if result.curves_png and result.written:
         t.add_row("curves", str(result.curves_png))
     for event in result.info.training.get("events", []):
         t.add_row("note", event)

@@ -17,6 +17,7 @@ from typing import Any
 from ..artifact import save_weights
 from ..progress import ProgressFn, report
 from .curves import write_log_csv
+from .distribute import without_distribution
 from .options import TrainOptions
 
 
@@ -72,8 +73,13 @@ def make_monitor(
     batch: int,
     is_chief: bool,
     save_checkpoint: Callable[[Any, dict], None],
+    keep_best: bool = False,
 ):
     """The Keras callback of a training run (one instance; ``keras`` passed in: no import here).
+
+    ``keep_best``: also keep the best epoch's weights in memory (``monitor.best_weights``, a list
+    of arrays, else None): in a multi-process run every process restores them from there, since
+    only process 0 writes ``best.weights.h5``, possibly on a disk the others cannot read.
 
     Progress events: ``batch`` (done = step of the epoch, 0 when it begins; total = steps;
     ``epoch``, ``epochs``) and ``epoch`` (done = epoch, total = epochs; ``logs``, ``best_epoch``).
@@ -81,6 +87,7 @@ def make_monitor(
 
     class Monitor(keras.callbacks.Callback):
         async_safe = True  # on_train_batch_end only counts; it never reads tensors
+        best_weights = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self._t0 = time.perf_counter()
@@ -106,8 +113,11 @@ def make_monitor(
                    "images_per_s": round(steps * batch / seconds, 2) if seconds > 0 else 0.0}
             state["history"].append(row)
             decision = track_epoch(state, options, epoch + 1, logs.get(options.monitor, math.nan), lr)
+            if decision.improved and keep_best:
+                self.best_weights = self.model.get_weights()  # replicated: a full copy on each process
             if decision.improved and is_chief:
-                save_weights(self.model, files.best_weights)  # atomic, one clean error on a full disk
+                with without_distribution(keras):  # process 0 alone: no collective in the save
+                    save_weights(self.model, files.best_weights)  # atomic, one clean error on a full disk
             if decision.new_lr is not None:
                 self.model.optimizer.learning_rate = decision.new_lr
             if decision.stop:
@@ -119,7 +129,8 @@ def make_monitor(
                 # would be deleted a moment later, so skip that (large) write unless asked to keep it
                 due = (epoch + 1) % max(1, options.checkpoint_every) == 0
                 if (due and not finished) or (finished and options.keep_checkpoints):
-                    save_checkpoint(self.model, state)
+                    with without_distribution(keras):
+                        save_checkpoint(self.model, state)
             report(progress, "epoch", epoch + 1, options.epochs, logs=row, best_epoch=state["best_epoch"])
 
     return Monitor()

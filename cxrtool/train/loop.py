@@ -27,7 +27,7 @@ from ..artifact import ModelInfo, load_model, save_model
 from ..backend import import_keras
 from ..evaluate.calibration import calibrate
 from ..ood import fit_ood
-from ..errors import DatasetError
+from ..errors import CxrError, DatasetError
 from ..locks import hold
 from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights
@@ -36,7 +36,8 @@ from .callbacks import make_monitor
 from .checkpoints import (RunFiles, check_resumable, new_state, previous_state, restore_seed_states, run_files,
                           save_checkpoint)
 from .curves import plot_curves, write_log_csv
-from .distribute import Topology, multihost_settings, setup_distribution, shard_validation
+from .distribute import (Topology, agree_seed, finish, is_collective_failure, leave_at_exit, local_copy,
+                         multihost_settings, peer_failure, setup_distribution, shard_validation)
 from .options import SOURCE_SAMPLING_POWER, TrainOptions
 
 
@@ -54,6 +55,9 @@ class TrainResult:
     curves_png: Path | None = None
     counts: dict = field(default_factory=dict)  # images per class in train and val
     model: Any = None  # the trained keras.Model (best-val weights), as saved
+    #: this process wrote the files (always, except processes 1.. of a multi-process run, whose
+    #: ``info`` then lacks what process 0 added after training: calibration, OOD statistics)
+    written: bool = True
 
 
 @dataclass
@@ -90,9 +94,14 @@ def train(
     o.validate()
     files = target_files(model_name, models_dir, out)
     # one run per model file at a time; in a multi-host run only the chief writes it
-    chief = multihost_settings(o)[2] == 0
-    with hold(files.model) if chief else contextlib.nullcontext():
-        return _train(dataset, model_name, o, models_dir, out, progress, callbacks)
+    _, processes, pid = multihost_settings(o)
+    try:
+        with hold(files.model) if pid == 0 else contextlib.nullcontext():
+            return _train(dataset, model_name, o, models_dir, out, progress, callbacks)
+    except BaseException as exc:
+        if processes > 1:  # the others are waiting in a collective with this process: let them go
+            leave_at_exit(exc.exit_code if isinstance(exc, CxrError) else 130 if isinstance(exc, KeyboardInterrupt) else 1)
+        raise
 
 
 def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress: ProgressFn | None,
@@ -110,9 +119,9 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
     classes = tuple(data.manifest.classes)
 
     keras = import_keras()
-    seed = _seed(o, plan.previous)
     with _keras_globals_restored(keras):
         topo = setup_distribution(keras, o, plan.batch)  # before anything else touches JAX's devices
+        seed = agree_seed(_seed(o, plan.previous), topo)
         keras.utils.set_random_seed(seed)
         if topo.distribution is not None:
             keras.distribution.set_distribution(topo.distribution)
@@ -135,27 +144,42 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
         state = _open_run(plan, o, dataset, data.manifest.fingerprint, seed, batch, topo)
         monitor = make_monitor(
             keras, state=state, files=plan.files, options=o, progress=progress, steps=steps, batch=batch,
-            is_chief=topo.is_chief,
+            is_chief=topo.is_chief, keep_best=topo.multiprocess,
             save_checkpoint=lambda m, st: save_checkpoint(
                 m, st, plan.files, ModelInfo(plan.spec.name, classes=list(classes), image_size=plan.size,
                                              training={"checkpoint": True}),
             ),
         )
-        _fit_phases(keras, model, plan, o, state, feeder, steps, validation, batch // topo.processes,
-                    [monitor, *callbacks], say)
-        if topo.is_chief and plan.files.best_weights.is_file():
-            model.load_weights(plan.files.best_weights)  # the best epoch becomes the model
-        calibration = None
-        if o.calibrate:
-            say(f"calibrating: fitting a temperature on {len(val_split)} val images")
-            model, calibration = calibrate(model, val_split.x, val_split.y, batch_size=batch // topo.processes)
-
+        try:
+            _fit_phases(keras, model, plan, o, state, feeder, steps, validation, batch // topo.processes,
+                        [monitor, *callbacks], say)
+            _restore_best(model, monitor, plan.files, topo)  # the best epoch becomes the model
+        except Exception as exc:
+            if topo.multiprocess and is_collective_failure(exc):
+                raise peer_failure(exc, topo) from None
+            raise
+        if topo.multiprocess:  # from here on, process 0 works alone (no collective to join)
+            model = local_copy(keras, model)
         info = _model_info(keras, plan, o, state, dataset, data.manifest.fingerprint, classes,
                            (train_split, val_split), class_weights, topo, time.perf_counter() - t_start)
-        info.training.update(calibration=calibration, sources=train_split.source_counts())
-        say(f"fitting OOD statistics on {len(train_split)} train and {len(val_split)} val images")
-        info.extra["ood"] = fit_ood(model, train_split.x, train_split.y, val_split.x, batch_size=batch // topo.processes)
-        return _save_outputs(model, plan, o, state, info, dataset, topo)
+        info.training.update(calibration=None, sources=train_split.source_counts())
+
+        def calibrate_fit_ood_and_save() -> TrainResult:
+            nonlocal model
+            if o.calibrate:
+                say(f"calibrating: fitting a temperature on {len(val_split)} val images")
+                model, info.training["calibration"] = calibrate(model, val_split.x, val_split.y,
+                                                                batch_size=batch // topo.processes)
+            say(f"fitting OOD statistics on {len(train_split)} train and {len(val_split)} val images")
+            info.extra["ood"] = fit_ood(model, train_split.x, train_split.y, val_split.x,
+                                        batch_size=batch // topo.processes)
+            return _save_outputs(model, plan, o, state, info, dataset, topo)
+
+        if topo.is_chief:
+            return finish(topo, calibrate_fit_ood_and_save)
+        say("waiting for process 0 to calibrate, fit the OOD statistics and save the model")
+        finish(topo, calibrate_fit_ood_and_save)
+        return _result(model, plan, state, info, plan.files.curves_png, written=False)
 
 
 def target_files(model_name: str, models_dir, out) -> RunFiles:
@@ -343,13 +367,36 @@ def _save_outputs(model, plan: RunPlan, o: TrainOptions, state: dict, info: Mode
             curves = None
         if not o.keep_checkpoints:
             shutil.rmtree(files.run_dir, ignore_errors=True)
-    best_epoch = int(state["best_epoch"])
+    return _result(model, plan, state, info, curves, written=topo.is_chief)
+
+
+def _result(model, plan: RunPlan, state: dict, info: ModelInfo, curves: Path | None, *, written: bool) -> TrainResult:
+    history, best_epoch = state["history"], int(state["best_epoch"])
     return TrainResult(
-        model_path=files.model, info=info, history=history, best_epoch=best_epoch,
+        model_path=plan.files.model, info=info, history=history, best_epoch=best_epoch,
         best=_best_row(history, best_epoch), epochs_run=int(state["epoch"]),
         stopped_early=bool(state.get("stopped_early")), seconds=info.training["seconds"],
-        log_csv=files.log_csv, curves_png=curves, counts=info.training["counts"], model=model,
+        log_csv=plan.files.log_csv, curves_png=curves, counts=info.training["counts"], model=model,
+        written=written,
     )
+
+
+def _restore_best(model, monitor, files: RunFiles, topo: Topology) -> None:
+    """Give MODEL the weights of the best epoch.
+
+    One process: from ``best.weights.h5`` (as before). Several: every process must assign the
+    same values at the same time (the weights are arrays shared by all of them), so each uses the
+    copy its monitor kept in memory; a resumed run whose best epoch came before the interruption
+    reads ``best.weights.h5`` on every process (resuming across hosts needs the models folder on
+    a shared file system, as ``last.keras`` does)."""
+    if not topo.multiprocess:
+        if files.best_weights.is_file():
+            model.load_weights(files.best_weights)
+        return
+    if monitor.best_weights is not None:
+        model.set_weights(monitor.best_weights)
+    elif files.best_weights.is_file():
+        model.load_weights(files.best_weights)
 
 
 def _best_row(history: list[dict], best_epoch: int) -> dict:
