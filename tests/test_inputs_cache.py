@@ -177,7 +177,8 @@ def test_training_and_evaluation_give_the_same_results_from_the_memmap(tmp_path,
     assert hist["mapped"] == hist["memory"]
     for a, b in zip(runs["mapped"].model.get_weights(), runs["memory"].model.get_weights()):
         assert np.array_equal(a, b)
-    assert runs["mapped"].info.extra["ood"] == runs["memory"].info.extra["ood"]
+    ood = {k: {f: v for f, v in r.info.extra["ood"].items() if f != "seconds"} for k, r in runs.items()}
+    assert ood["mapped"] == ood["memory"]
 
     import cxrtool.inputs as inputs
 
