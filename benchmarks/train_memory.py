@@ -16,7 +16,7 @@ own hard-linked copy of the dataset so neither deletes the other's cache.
 * cold: no cache yet; ``load_dataset`` builds it, then one whole epoch of the train split is
   read through ``make_feeder`` without a model (the memory of a build and of an epoch over
   every image; images/s of the feeder alone).
-* warm: cache present; :func:`cxrtool.train.train` (``cnn``, ``--weights none``, 64 px, batch
+* warm: cache present; the same feeder epoch above ``--train-max``, else :func:`cxrtool.train.train` (``cnn``, ``--weights none``, 64 px, batch
   64, ``--steps-per-epoch --steps``, no calibration; validation and the OOD fit run as usual).
   XLA programs come from a JAX compilation cache shared by all runs (the first run fills it),
   so the runs do not spend most of their time compiling.
@@ -237,6 +237,8 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0, help="niceness of the child runs")
     ap.add_argument("--old-cold-max", type=int, default=10**9,
                     help="above this size, skip the old side's cold build: its cache is written from the new one")
+    ap.add_argument("--train-max", type=int, default=10**9,
+                    help="above this size, warm runs read one epoch through the feeder instead of training")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -260,10 +262,11 @@ def main() -> None:
         for kind, side in plan:
             if kind == "warm" and "old" not in cold and not any((data["old"] / ".cache").glob("*.npz")):
                 old_cache_from_new(data["new"], data["old"])
-            args = {"mode": "feeder" if kind == "cold" else "train", "data": str(data[side]), "size": SIZE,
+            mode = "train" if kind == "warm" and n <= a.train_max else "feeder"
+            args = {"mode": mode, "data": str(data[side]), "size": SIZE,
                     "batch": a.batch, "steps": a.steps, "warmup": a.warmup, "out": str(a.work / f"m-{side}.keras")}
             r = run(sides[side], args, a.nice)
-            r.update(n=n, side=side, kind=kind, load=os.getloadavg()[0])
+            r.update(n=n, side=side, kind=kind, mode=mode, load=os.getloadavg()[0])
             report["results"].append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
             if a.json:
