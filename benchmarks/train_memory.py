@@ -168,7 +168,10 @@ def old_cache_from_new(new: Path, old: Path) -> None:
     fp = manifest.fingerprint[:16]
     (old / ".cache").mkdir(exist_ok=True)
     for split in ("train", "val"):
-        x = np.load(next((new / ".cache").glob(f"{split}-{SIZE}px-*-v2.npy")), mmap_mode="r")
+        found = list((new / ".cache").glob(f"{split}-{SIZE}px-*-v2.npy"))
+        if not found:  # feeder runs load the train split only
+            continue
+        x = np.load(found[0], mmap_mode="r")
         files = np.asarray([e.file for e in manifest.split(split)], dtype=str)
         tmp = old / ".cache" / f"{split}-{SIZE}px-{fp}-v1.partial.npz"
         np.savez(tmp, x=x, files=files)

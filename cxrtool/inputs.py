@@ -28,9 +28,12 @@ from .manifest import Manifest, read_manifest
 from .progress import ProgressFn
 from .splitcache import ReadAhead, cache_path, cached_split, release_pages
 
-#: Bytes of a training split read through its memory map between two releases of its pages
+#: Bytes of a training split mapped through its memory map between two releases of its pages
 #: (:func:`cxrtool.splitcache.release_pages`): what an epoch adds to the RSS at most.
 RELEASE_BYTES = 256 << 20
+#: Pages a read fault maps around the page it needs (Linux ``fault_around_bytes``): a random
+#: batch maps up to this much per image beyond the image itself.
+FAULT_AROUND_BYTES = 64 << 10
 #: How every image becomes model input; recorded in each model's metadata.
 RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype": "uint8"}
 
@@ -218,7 +221,7 @@ def make_feeder(
                 raise DatasetError(f"the train split has {len(y)} images: fewer than one batch of {batch_size}")
             self._order = self._permutation()
             # the next batches are read from the (memory-mapped) split while this one trains
-            batch_bytes = max(1, batch_size * int(np.prod(x.shape[1:])) * x.itemsize)
+            batch_bytes = batch_size * (int(np.prod(x.shape[1:])) * x.itemsize + FAULT_AROUND_BYTES)
             self._ahead = ReadAhead(self._batch, self.steps, release=lambda: release_pages(self.x),
                                     release_every=max(1, RELEASE_BYTES // batch_bytes))
 

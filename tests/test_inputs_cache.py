@@ -195,3 +195,19 @@ def test_training_and_evaluation_give_the_same_results_from_the_memmap(tmp_path,
     memory = evaluate(root, [tmp_path / "mapped.keras"], split="test", n_boot=10)
     assert in_memory == [np.ndarray]
     assert mapped["models"] == memory["models"]
+
+
+def test_read_ahead_releases_pages_at_its_cadence_and_resets_per_epoch():
+    from cxrtool.splitcache import ReadAhead
+
+    released, reads = [], []
+
+    def read(i):
+        reads.append(i)
+        return (i,)
+
+    ahead = ReadAhead(read, 10, depth=2, release=lambda: released.append(1), release_every=3)
+    assert [ahead.get(i)[0] for i in range(10)] == list(range(10))
+    assert len(released) == 3  # after batches 3, 6 and 9
+    ahead.reset()
+    assert ahead.get(4) == (4,) and len(released) == 3
