@@ -2,11 +2,12 @@
 
 Each split of a dataset is decoded (through :func:`cxrtool.imageio.load_image`, the one
 image loader) and resized **once** per image size into a uint8 array
-``(N, size, size)``; the result is cached as ``DATASET/.cache/<split>-<size>px-<fp>.npz``
-where ``<fp>`` is the manifest fingerprint, so a changed manifest invalidates the cache
-(stale files of the same split and size are removed). Batches are fed as uint8 (4x less
-host-to-device traffic than float32); the model casts, augments (training only), resizes
-and scales inside its compiled graph.
+``(N, size, size)``, cached as ``DATASET/.cache/<split>-<size>px-<fp>-v2.npy`` (``<fp>``: the
+manifest fingerprint, so a changed manifest invalidates the cache) and opened as a read-only
+memory map (:mod:`cxrtool.splitcache`): memory does not grow with the dataset. Batches are
+read from it one ahead on a background thread and fed as uint8 (4x less host-to-device
+traffic than float32); the model casts, augments (training only), resizes and scales inside
+its compiled graph.
 
 Importing this module does not import Keras; :func:`make_feeder` does.
 """
@@ -14,7 +15,6 @@ Importing this module does not import Keras; :func:`make_feeder` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,15 +22,18 @@ import numpy as np
 from PIL import Image
 
 from .labels import CLASSES
-from .atomic import atomic_path
-from .errors import DatasetError, ImageLoadError, WriteError
+from .errors import DatasetError
 from .imageio import load_image
 from .manifest import Manifest, read_manifest
-from .progress import ProgressFn, report
-from .workers import default_workers
+from .progress import ProgressFn
+from .splitcache import ReadAhead, cache_path, cached_split, release_pages
 
-CACHE_DIR = ".cache"
-CACHE_VERSION = 1
+#: Bytes of a training split mapped through its memory map between two releases of its pages
+#: (:func:`cxrtool.splitcache.release_pages`): what an epoch adds to the RSS at most.
+RELEASE_BYTES = 256 << 20
+#: Pages a read fault maps around the page it needs (Linux ``fault_around_bytes``): a random
+#: batch maps up to this much per image beyond the image itself.
+FAULT_AROUND_BYTES = 64 << 10
 #: How every image becomes model input; recorded in each model's metadata.
 RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype": "uint8"}
 
@@ -38,7 +41,10 @@ RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype"
 @dataclass
 class SplitData:
     """One split at one image size: ``x`` (N, S, S) uint8, ``y`` (N,) int32 class indices,
-    ``sources`` (N,) the manifest's source of each image."""
+    ``sources`` (N,) the manifest's source of each image.
+
+    ``x`` is usually a read-only ``np.memmap`` of the split's cache: index it in batches
+    (``x[i : i + b]``, ``x[sorted_indices]``); ``np.asarray(x, float)`` would read all of it."""
 
     name: str
     x: np.ndarray
@@ -78,10 +84,6 @@ def load_resized(path: str | Path, size: int) -> np.ndarray:
     return resize_image(load_image(path), size)
 
 
-def cache_path(manifest: Manifest, split: str, size: int) -> Path:
-    return manifest.root / CACHE_DIR / f"{split}-{size}px-{manifest.fingerprint[:16]}-v{CACHE_VERSION}.npz"
-
-
 def load_split(
     manifest: Manifest,
     split: str,
@@ -91,7 +93,8 @@ def load_split(
     workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> SplitData:
-    """The split as arrays, from the cache when it matches the manifest, else decoded (and cached).
+    """The split at ``size`` px: ``x`` is the memory-mapped cache (:mod:`cxrtool.splitcache`),
+    built now if it is missing or does not match the manifest; in memory with ``cache=False``.
 
     ``progress`` gets a ``load`` event (``split``, done, total) per decoded image.
     """
@@ -101,46 +104,8 @@ def load_split(
     files = [e.file for e in entries]
     sources = [e.source for e in entries]
     y = np.asarray([index[e.label] for e in entries], dtype=np.int32)
-    target = cache_path(manifest, split, size)
-    if cache and target.is_file():
-        try:
-            with np.load(target, allow_pickle=False) as z:
-                x = z["x"]
-                cached_files = [str(f) for f in z["files"]]
-            if cached_files == files and x.shape == (len(files), size, size):
-                return SplitData(split, x, y, files, classes, sources)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: rebuild it
-    x = np.zeros((len(entries), size, size), dtype=np.uint8)
-
-    def one(i: int) -> None:
-        try:
-            x[i] = load_resized(entries[i].path, size)
-        except ImageLoadError as exc:
-            raise DatasetError(f"{split} split: {exc} (rebuild the dataset or fix the file)") from None
-
-    # decoding is I/O and Pillow (which releases the GIL): threads, capped at 8
-    with ThreadPoolExecutor(max_workers=default_workers(cap=8, requested=workers)) as pool:
-        for done, _ in enumerate(pool.map(one, range(len(entries))), start=1):
-            report(progress, "load", done, len(entries), split=split)
-    if cache and len(entries):
-        _write_cache(target, x, files)
+    x = cached_split(manifest, entries, split, size, cache=cache, workers=workers, progress=progress)
     return SplitData(split, x, y, files, classes, sources)
-
-
-def _write_cache(target: Path, x: np.ndarray, files: Sequence[str]) -> None:
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # drop stale caches of this split and size (older manifests)
-        prefix = target.name.split("px-")[0] + "px-"
-        for old in folder.glob(f"{prefix}*.npz"):
-            if old != target:
-                old.unlink(missing_ok=True)
-        with atomic_path(target, suffix=".npz") as tmp:
-            np.savez(tmp, x=x, files=np.asarray(list(files), dtype=str))
-    except (OSError, WriteError):
-        pass  # a read-only or full dataset folder still trains, just without a cache
 
 
 @dataclass
@@ -265,6 +230,10 @@ def make_feeder(
             if self.steps < 1:
                 raise DatasetError(f"the train split has {len(y)} images: fewer than one batch of {batch_size * self.processes}")
             self._order = self._permutation()
+            # the next batches are read from the (memory-mapped) split while this one trains
+            batch_bytes = batch_size * (int(np.prod(x.shape[1:])) * x.itemsize + FAULT_AROUND_BYTES)
+            self._ahead = ReadAhead(self._batch, self.steps, release=lambda: release_pages(self.x),
+                                    release_every=max(1, RELEASE_BYTES // batch_bytes))
 
         def _permutation(self):
             idx = np.arange(len(self.y))
@@ -279,6 +248,9 @@ def make_feeder(
             return self.steps
 
         def __getitem__(self, i):
+            return self._ahead.get(i)
+
+        def _batch(self, i):
             size = self.batch_size * self.processes  # the global batch; this process reads its slice
             sel = np.sort(self._order[i * size : (i + 1) * size])
             sel = sel[self.process * self.batch_size : (self.process + 1) * self.batch_size]
@@ -291,6 +263,7 @@ def make_feeder(
         def on_epoch_end(self):
             self.epoch += 1
             self._order = self._permutation()
+            self._ahead.reset()
 
     return Feeder()
 

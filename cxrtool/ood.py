@@ -155,9 +155,9 @@ def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE) -> np.ndarray:
     exposure. The same function serves the fit and the scoring, so both see the same pixels."""
     from PIL import Image
 
-    x = np.asarray(x, np.float32).reshape(len(x), x.shape[1], x.shape[2])
     out = np.empty((len(x), side * side), np.float64)
-    for i, img in enumerate(x):
+    for i in range(len(x)):  # image by image: ``x`` may be a memory map larger than memory
+        img = np.asarray(x[i], np.float32).reshape(x.shape[1], x.shape[2])
         t = np.asarray(Image.fromarray(img, mode="F").resize((side, side), Image.BILINEAR), np.float64).ravel()
         out[i] = (t - t.mean()) / (t.std() + 1e-6)
     return out

@@ -251,6 +251,7 @@ def test_train_model_write_failure_after_a_cache_write_failure(data, tmp_path, c
     assert line == f"error: {models / 'm.keras'}: cannot write: no space left on the device", line
     assert not (models / "m.keras").exists() and hidden_files(models) == []
     assert not list((work / ".cache").glob("*.npz"))  # no cache, and no half cache
+    assert not list((work / ".cache").glob("*.npy")) and not list((work / ".cache").glob(".*"))
 
 
 def test_evaluate_write_failure(data, model, tmp_path, capsys, monkeypatch):
