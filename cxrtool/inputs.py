@@ -104,7 +104,7 @@ def load_split(
     files = [e.file for e in entries]
     sources = [e.source for e in entries]
     y = np.asarray([index[e.label] for e in entries], dtype=np.int32)
-    x = cached_split(manifest, entries, split, size, cache=cache, workers=workers, progress=progress)
+    x = cached_split(manifest, entries, split, size, load_resized, cache=cache, workers=workers, progress=progress)
     return SplitData(split, x, y, files, classes, sources)
 
 

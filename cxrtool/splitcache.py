@@ -65,22 +65,25 @@ def chunk_images(size: int) -> int:
     return max(64, CHUNK_BYTES // (size * size))
 
 
-def decode_chunks(entries: Sequence[Entry], size: int, split: str, *, workers: int | None = None,
+#: ``load(path, size)`` -> (size, size) uint8: how one image file becomes model input
+#: (:func:`cxrtool.inputs.load_resized`; passed in so this module does not import ``inputs``).
+Loader = Callable[[str, int], np.ndarray]
+
+
+def decode_chunks(entries: Sequence[Entry], size: int, split: str, load: Loader, *, workers: int | None = None,
                   progress: ProgressFn | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, images)`` for consecutive chunks of ``entries``, decoded and resized in parallel.
+    """``(start, images)`` for consecutive chunks of ``entries``, decoded by ``load`` in parallel.
 
     The chunk array is reused: use (copy or write) it before asking for the next one.
     ``progress`` gets a ``load`` event (``split``, done, total) per image.
     """
-    from .inputs import load_resized
-
     n = len(entries)
     per = min(chunk_images(size), max(n, 1))
     buf = np.empty((per, size, size), np.uint8)
 
     def one(i: int, start: int) -> None:
         try:
-            buf[i - start] = load_resized(entries[i].path, size)
+            buf[i - start] = load(entries[i].path, size)
         except ImageLoadError as exc:
             raise DatasetError(f"{split} split: {exc} (rebuild the dataset or fix the file)") from None
 
@@ -102,16 +105,16 @@ def decode_chunks(entries: Sequence[Entry], size: int, split: str, *, workers: i
             yield start, buf[: stop - start]
 
 
-def decode_in_memory(entries: Sequence[Entry], size: int, split: str, *, workers: int | None = None,
+def decode_in_memory(entries: Sequence[Entry], size: int, split: str, load: Loader, *, workers: int | None = None,
                      progress: ProgressFn | None = None) -> np.ndarray:
     """The split as one in-memory array (``--no-cache``, or no writable cache folder)."""
     x = np.empty((len(entries), size, size), np.uint8)
-    for start, chunk in decode_chunks(entries, size, split, workers=workers, progress=progress):
+    for start, chunk in decode_chunks(entries, size, split, load, workers=workers, progress=progress):
         x[start : start + len(chunk)] = chunk
     return x
 
 
-def build_cache(target: Path, entries: Sequence[Entry], size: int, split: str, *, workers: int | None = None,
+def build_cache(target: Path, entries: Sequence[Entry], size: int, split: str, load: Loader, *, workers: int | None = None,
                 progress: ProgressFn | None = None) -> np.memmap:
     """Decode ``entries`` chunk by chunk into a temporary ``.npy``, publish it as ``target``
     atomically, delete older caches of the same split and size, and open it.
@@ -124,7 +127,7 @@ def build_cache(target: Path, entries: Sequence[Entry], size: int, split: str, *
     with atomic_path(target, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
             np.lib.format.write_array_header_1_0(fh, header)
-            for _, chunk in decode_chunks(entries, size, split, workers=workers, progress=progress):
+            for _, chunk in decode_chunks(entries, size, split, load, workers=workers, progress=progress):
                 fh.write(memoryview(np.ascontiguousarray(chunk)))
     remove_stale(target)
     x = open_cache(target, len(entries), size)
@@ -149,21 +152,22 @@ def remove_stale(target: Path) -> None:
             pass
 
 
-def cached_split(manifest: Manifest, entries: Sequence[Entry], split: str, size: int, *, cache: bool = True,
+def cached_split(manifest: Manifest, entries: Sequence[Entry], split: str, size: int, load: Loader, *,
+                 cache: bool = True,
                  workers: int | None = None, progress: ProgressFn | None = None) -> np.ndarray:
     """The images of ``entries`` (the rows of ``split``) at ``size`` px: the memory-mapped cache
     when it exists, else built now; in memory with ``cache=False``, for an empty split, or
     when the cache folder cannot be written (a read-only dataset still trains)."""
     if not cache or not entries:
-        return decode_in_memory(entries, size, split, workers=workers, progress=progress)
+        return decode_in_memory(entries, size, split, load, workers=workers, progress=progress)
     target = cache_path(manifest, split, size)
     x = open_cache(target, len(entries), size)
     if x is not None:
         return x
     try:
-        return build_cache(target, entries, size, split, workers=workers, progress=progress)
+        return build_cache(target, entries, size, split, load, workers=workers, progress=progress)
     except (OSError, WriteError):
-        return decode_in_memory(entries, size, split, workers=workers, progress=progress)
+        return decode_in_memory(entries, size, split, load, workers=workers, progress=progress)
 
 
 def release_pages(x: np.ndarray) -> None:
@@ -221,6 +225,7 @@ class ReadAhead:
 __all__ = [
     "CACHE_DIR",
     "CACHE_VERSION",
+    "Loader",
     "ReadAhead",
     "build_cache",
     "cache_path",
