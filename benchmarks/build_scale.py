@@ -201,7 +201,10 @@ def stub_analyse_files(paths, hash_name, hash_size, workers, progress=None):  # 
 
 
 def _stub_main(argv: list[str]) -> int:
-    """``build-dataset`` in this process with analysis stubbed (see ``run --stub``)."""
+    """``build-dataset`` in this process with analysis stubbed (see ``run --stub``); the
+    environment's CXRTOOL_CODE (``run --code``) names another checkout's cxrtool to run."""
+    if os.environ.get("CXRTOOL_CODE"):
+        sys.path.insert(0, os.environ["CXRTOOL_CODE"])
     import cxrtool.build.executors as executors
     from cxrtool.cli import run
 
@@ -239,7 +242,7 @@ def _tree_rss(proc) -> tuple[int, int, int]:
     return total, main, pss
 
 
-def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool = False) -> dict:
+def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool = False, code: Path | None = None) -> dict:
     import psutil
 
     srcs = [str(root / f"src{k:02d}") for k in range(-(-images // CHUNK))]
@@ -252,7 +255,11 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
     load0 = os.getloadavg()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if code is not None:  # another checkout's cxrtool (e.g. the commit before a change)
+        env["CXRTOOL_CODE"] = str(code.resolve())
+        env["PYTHONPATH"] = str(code.resolve())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     ps = psutil.Process(proc.pid)
     peak_tree = peak_main = peak_pss = 0
     while proc.poll() is None:
@@ -281,6 +288,8 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
         "dropped_duplicates": (report.get("duplicates") or {}).get("images_dropped_as_duplicates"),
         "loadavg_start": load0,
         "loadavg_end": os.getloadavg(),
+        "before": code is not None,
+        "code": str(code) if code is not None else "",
         "command": " ".join(["cxrtool", "build-dataset", srcs[0] + (f" ... {srcs[-1]}" if len(srcs) > 1 else ""), str(out), *extra]),
     }
     if proc.returncode:
@@ -367,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=None, help="build output (deleted after each size); default ROOT/../out")
     r.add_argument("--json", type=Path, help="append rows to this JSON file")
     r.add_argument("--stub", action="store_true", help="empty files and analysis stubbed (a tree from `stub`)")
+    r.add_argument("--code", type=Path, default=None,
+                   help="run another checkout's cxrtool (e.g. `git archive` of the commit before a change, unpacked): "
+                        "its rows are marked before=true and drawn as such")
     r.add_argument("extra", nargs="*", help="extra build-dataset options (after --)")
     st = sub.add_parser("stub", help="ROOT/srcNN/<class>/ of empty .png files, for run --stub")
     st.add_argument("root", type=Path)
@@ -397,10 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.root.parent / "build-scale-out"
     failed = 0
     for n in args.images:
-        row = run_build(args.root, n, out, args.extra, args.stub)
+        row = run_build(args.root, n, out, args.extra, args.stub, args.code)
         failed += bool(row["returncode"])
         print(json.dumps(row), flush=True)
-        data["rows"] = [x for x in data["rows"] if (x["images"], x.get("stub", False)) != (n, args.stub)] + [row]
+        same = (n, args.stub, args.code is not None)
+        data["rows"] = [x for x in data["rows"] if (x["images"], x.get("stub", False), bool(x.get("before"))) != same] + [row]
         if args.json:
             from cxrtool.atomic import write_text
 
