@@ -330,6 +330,22 @@ class TableAnalyses(Sequence):
         return self._table.analysis(row, self._store.get(row) if self._store is not None else b"")
 
 
+class RowValues(Sequence):
+    """FN(row) for each of ROWS, computed on access (the audit reads the groups of its
+    5,000-image sample only: no million group-name strings)."""
+
+    def __init__(self, fn, rows: np.ndarray) -> None:  # noqa: ANN001 - a row -> value function
+        self._fn, self._rows = fn, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self._fn(int(self._rows[k]))
+
+
 def audit_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore | None = None) -> dict | None:
     """The shortcut audit of the kept images (None when turned off); ``thumbs``: where
     :func:`analyse_step` spilled the thumbnails."""
@@ -338,7 +354,7 @@ def audit_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore 
     rows = table.kept_rows()
     return shortcut_audit(
         TableAnalyses(table, rows, thumbs), [table.source_name(r) for r in rows.tolist()],
-        [table.label_name(r) for r in rows.tolist()], [table.group_name(r) for r in rows.tolist()], options.seed,
+        [table.label_name(r) for r in rows.tolist()], RowValues(table.group_name, rows), options.seed,
         learned=(table.split[rows] != 1 + SPLITS.index("test")).tolist() if options.test_sources else None,
     )
 

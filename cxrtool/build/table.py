@@ -317,6 +317,12 @@ class Candidate:
     def __repr__(self) -> str:
         return f"Candidate({self.key!r}, reason={self.reason!r}, split={self.split!r})"
 
+    def __eq__(self, other: object) -> bool:  # two views of one row are the same candidate
+        return isinstance(other, Candidate) and other.table is self.table and other.row == self.row
+
+    def __hash__(self) -> int:
+        return hash((id(self.table), self.row))
+
     @property
     def item(self) -> Item:
         return self.table.item(self.row)
