@@ -93,19 +93,28 @@ class ThumbStore:
         return os.pread(self._file.fileno(), self.SIZE, row * self.SIZE) if self._has[row] else b""
 
 
-class WithThumbs(Sequence):
-    """The kept images' analyses with each thumbnail read back from the store on access."""
+class RowValues(Sequence):
+    """FN(row) for each of ROWS, computed on access: what the audit reads of a million images
+    without a million objects at once (an analysis with its thumbnail, a group name)."""
 
-    def __init__(self, analyses: Sequence[Analysis], rows: Sequence[int], store: ThumbStore) -> None:
-        self._analyses, self._rows, self._store = analyses, rows, store
+    def __init__(self, fn, rows: Sequence[int] | np.ndarray) -> None:  # noqa: ANN001 - a row -> value function
+        self._fn, self._rows = fn, rows
 
     def __len__(self) -> int:
-        return len(self._analyses)
+        return len(self._rows)
 
     def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
-        return replace(self._analyses[k], thumb=self._store.get(self._rows[k]))
+        return self._fn(int(self._rows[k]))
+
+
+class WithThumbs(RowValues):
+    """Analyses with each thumbnail read back from the store on access (row ``rows[k]`` for
+    ``analyses[k]``)."""
+
+    def __init__(self, analyses: Sequence[Analysis], rows: Sequence[int], store: ThumbStore) -> None:
+        super().__init__(lambda k: replace(analyses[k], thumb=store.get(rows[k])), range(len(analyses)))
 
 
 def analyse_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore, progress: ProgressFn | None) -> None:
@@ -314,38 +323,6 @@ def _spanning(keys: Sequence | np.ndarray, splits: Sequence | np.ndarray) -> int
     return int((np.bincount(pairs // 4) > 1).sum())
 
 
-class TableAnalyses(Sequence):
-    """The analyses of some rows of a table, each built on access (thumbnail from the store)."""
-
-    def __init__(self, table: CandidateTable, rows: np.ndarray, store: ThumbStore | None) -> None:
-        self._table, self._rows, self._store = table, rows, store
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        row = int(self._rows[k])
-        return self._table.analysis(row, self._store.get(row) if self._store is not None else b"")
-
-
-class RowValues(Sequence):
-    """FN(row) for each of ROWS, computed on access (the audit reads the groups of its
-    5,000-image sample only: no million group-name strings)."""
-
-    def __init__(self, fn, rows: np.ndarray) -> None:  # noqa: ANN001 - a row -> value function
-        self._fn, self._rows = fn, rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        return self._fn(int(self._rows[k]))
-
-
 def audit_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore | None = None) -> dict | None:
     """The shortcut audit of the kept images (None when turned off); ``thumbs``: where
     :func:`analyse_step` spilled the thumbnails."""
@@ -353,7 +330,8 @@ def audit_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore 
         return None
     rows = table.kept_rows()
     return shortcut_audit(
-        TableAnalyses(table, rows, thumbs), [table.source_name(r) for r in rows.tolist()],
+        RowValues(lambda r: table.analysis(r, thumbs.get(r) if thumbs is not None else b""), rows),
+        [table.source_name(r) for r in rows.tolist()],
         [table.label_name(r) for r in rows.tolist()], RowValues(table.group_name, rows), options.seed,
         learned=(table.split[rows] != 1 + SPLITS.index("test")).tolist() if options.test_sources else None,
     )
