@@ -201,7 +201,10 @@ def stub_analyse_files(paths, hash_name, hash_size, workers, progress=None):  # 
 
 
 def _stub_main(argv: list[str]) -> int:
-    """``build-dataset`` in this process with analysis stubbed (see ``run --stub``)."""
+    """``build-dataset`` in this process with analysis stubbed (see ``run --stub``); the
+    environment's CXRTOOL_CODE (``run --code``) names another checkout's cxrtool to run."""
+    if os.environ.get("CXRTOOL_CODE"):
+        sys.path.insert(0, os.environ["CXRTOOL_CODE"])
     import cxrtool.build.executors as executors
     from cxrtool.cli import run
 
@@ -239,7 +242,7 @@ def _tree_rss(proc) -> tuple[int, int, int]:
     return total, main, pss
 
 
-def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool = False) -> dict:
+def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool = False, code: Path | None = None) -> dict:
     import psutil
 
     srcs = [str(root / f"src{k:02d}") for k in range(-(-images // CHUNK))]
@@ -252,7 +255,11 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
     load0 = os.getloadavg()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if code is not None:  # another checkout's cxrtool (e.g. the commit before a change)
+        env["CXRTOOL_CODE"] = str(code.resolve())
+        env["PYTHONPATH"] = str(code.resolve())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     ps = psutil.Process(proc.pid)
     peak_tree = peak_main = peak_pss = 0
     while proc.poll() is None:
@@ -281,6 +288,8 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
         "dropped_duplicates": (report.get("duplicates") or {}).get("images_dropped_as_duplicates"),
         "loadavg_start": load0,
         "loadavg_end": os.getloadavg(),
+        "before": code is not None,
+        "code": str(code) if code is not None else "",
         "command": " ".join(["cxrtool", "build-dataset", srcs[0] + (f" ... {srcs[-1]}" if len(srcs) > 1 else ""), str(out), *extra]),
     }
     if proc.returncode:
@@ -292,46 +301,59 @@ def run_build(root: Path, images: int, out: Path, extra: list[str], stub: bool =
 # ---------------------------------------------------------------- figure
 
 
+def _series(r: dict) -> str:
+    """A row's legend label: its ``series`` field, else its kind."""
+    if r.get("series"):
+        return r["series"]
+    kind = "analysis stubbed (no decoding)" if r.get("stub") else "phantom images (decoded)"
+    return kind + (", before the change" if r.get("before") else "")
+
+
 def figure(rows: list[dict], out: Path, target_images: int = 1_000_000) -> None:
-    """Time and peak memory against image count (log-log): real image trees and the analysis
-    stub, each with its per-image slope extended to ``target_images``."""
+    """Time and peak memory against image count (log-log), one line per series (a row's
+    ``series`` field, else stub or not and ``before``). Rows measured on the code before a change
+    (``before``) are drawn in memory only (their wall times were taken at other loads), with
+    their last per-image slope extended to ``target_images``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
-    series = [(False, "phantom images (decoded)", "o", "C0"), (True, "analysis stubbed (no decoding)", "s", "C1")]
-    for stub, label, marker, colour in series:
-        rs = sorted((r for r in rows if bool(r.get("stub")) == stub and not r.get("returncode") and not r.get("before")),
-                    key=lambda r: r["images"])
-        if not rs:
-            continue
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if not r.get("returncode"):
+            groups.setdefault(_series(r), []).append(r)
+    styles = iter([("o", "C0"), ("s", "C1"), ("^", "C2"), ("v", "C4"), ("D", "C5")])
+    before_styles = iter([("x", "0.35"), ("+", "0.6")])
+    for label, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["images"])
+        marker, colour = next(before_styles if rs[0].get("before") else styles)
         n = np.array([r["images"] for r in rs], float)
-        ax1.loglog(n, [r["wall_s"] for r in rs], marker + "-", color=colour, label=label)
-        ax1.loglog(n, [r["cpu_s"] for r in rs], marker + ":", color=colour, alpha=0.7, label=label + ", CPU s")
         mem = np.array([r["peak_rss_tree_mib"] for r in rs])
-        ax2.loglog(n, mem, marker + "-", color=colour, label=label + ": all processes")
-        ax2.loglog(n, [r["peak_rss_main_mib"] for r in rs], marker + "--", color=colour, alpha=0.6, label=label + ": main process")
-        if stub and len(rs) >= 2:  # the last step's slope, extended (the stub: ordinary duplicate rates)
-            slope = (mem[-1] - mem[-2]) / (n[-1] - n[-2])
-            ext = np.array([n[-1], target_images])
-            ax2.loglog(ext, mem[-1] + slope * (ext - n[-1]), ":", color=colour,
-                       label=f"{slope * 2**20 / 1024:.1f} KiB/image extended")
-    before = [r for r in rows if r.get("before")]  # rows measured on the code before this change
-    if before:
-        ax2.loglog([r["images"] for r in before], [r["peak_rss_tree_mib"] for r in before], "x", color="k", ms=9,
-                   label="analysis stubbed, before the memory changes")
+        before = bool(rs[0].get("before"))
+        ax2.loglog(n, mem, marker + ("--" if before else "-"), color=colour, label=label)
+        if before:
+            if len(rs) >= 2 and n[-1] < target_images:
+                slope = (mem[-1] - mem[-2]) / (n[-1] - n[-2])
+                ext = np.array([n[-1], target_images])
+                ax2.loglog(ext, mem[-1] + slope * (ext - n[-1]), ":", color=colour,
+                           label=f"  its last slope ({slope * 2**20 / 1024:.1f} KiB/image) extended")
+            continue
+        ax1.loglog(n, [r["wall_s"] for r in rs], marker + "-", color=colour, label=label + ": wall")
+        ax1.loglog(n, [r["cpu_s"] for r in rs], marker + ":", color=colour, alpha=0.7, label=label + ": CPU")
     ax2.axhline(2048, color="red", lw=1, label="2 GB target")
     ax1.set_xlabel("images")
     ax1.set_ylabel("seconds (wall: solid; CPU: dotted)")
-    ax1.set_title("build-dataset end to end: time (loaded 2-core VM)")
+    ax1.set_title("build-dataset end to end: time (loaded 2-core VM)", fontsize=10)
     ax2.set_xlabel("images")
-    ax2.set_ylabel("peak RSS (MiB)")
-    ax2.set_title("build-dataset end to end: peak memory")
-    for ax in (ax1, ax2):
+    ax2.set_ylabel("peak RSS, all processes (MiB)")
+    ax2.set_title("build-dataset end to end: peak memory", fontsize=10)
+    low, high = ax1.get_ylim()
+    ax1.set_ylim(low, high * 30)  # headroom: the legend sits above the lines
+    for ax, where in ((ax1, "upper right"), (ax2, "upper left")):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc=where)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -343,9 +365,8 @@ def table(rows: list[dict]) -> str:
         "| input | images | wall (s) | images/s | CPU (s), all processes | peak RSS all processes (MiB) | main process (MiB) | PSS all (MiB) | kept | dropped as duplicates | load average start / end |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (bool(r.get("stub")), r["images"])):
-        kind = "stubbed analysis" if r.get("stub") else "phantom images"
-        kind += ", before the memory changes" if r.get("before") else ""
+    for r in sorted(rows, key=lambda r: (bool(r.get("stub")), bool(r.get("before")), r["images"])):
+        kind = _series(r)
         lines.append(
             f"| {kind} | {r['images']:,} | {r['wall_s']:.0f} | {r['images_per_s']:.0f} | {r['cpu_s']:.1f} "
             f"| {r['peak_rss_tree_mib']:.0f} | {r['peak_rss_main_mib']:.0f} | {r['peak_pss_tree_mib']:.0f} "
@@ -367,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=None, help="build output (deleted after each size); default ROOT/../out")
     r.add_argument("--json", type=Path, help="append rows to this JSON file")
     r.add_argument("--stub", action="store_true", help="empty files and analysis stubbed (a tree from `stub`)")
+    r.add_argument("--code", type=Path, default=None,
+                   help="run another checkout's cxrtool (e.g. `git archive` of the commit before a change, unpacked): "
+                        "its rows are marked before=true and drawn as such")
     r.add_argument("extra", nargs="*", help="extra build-dataset options (after --)")
     st = sub.add_parser("stub", help="ROOT/srcNN/<class>/ of empty .png files, for run --stub")
     st.add_argument("root", type=Path)
@@ -397,10 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.root.parent / "build-scale-out"
     failed = 0
     for n in args.images:
-        row = run_build(args.root, n, out, args.extra, args.stub)
+        row = run_build(args.root, n, out, args.extra, args.stub, args.code)
         failed += bool(row["returncode"])
         print(json.dumps(row), flush=True)
-        data["rows"] = [x for x in data["rows"] if (x["images"], x.get("stub", False)) != (n, args.stub)] + [row]
+        same = (n, args.stub, args.code is not None)
+        data["rows"] = [x for x in data["rows"] if (x["images"], x.get("stub", False), bool(x.get("before"))) != same] + [row]
         if args.json:
             from cxrtool.atomic import write_text
 

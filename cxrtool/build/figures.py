@@ -12,7 +12,8 @@ from ..labels import CLASSES
 from ..errors import ImageLoadError
 from ..imageio import load_image
 from .quality import METRICS, reason_key
-from .types import BuildResult, Candidate
+from .table import Candidate, CandidateTable
+from .types import BuildResult
 
 THUMB = 160
 
@@ -34,13 +35,13 @@ def _thumb(path: Path) -> np.ndarray | None:
         return None
 
 
-def _pick(cands: list[Candidate], n: int) -> list[Candidate]:
-    """n evenly spaced members of a sorted list (deterministic, not just the first few)."""
-    cands = sorted(cands, key=lambda c: c.key)
-    if len(cands) <= n:
-        return cands
-    idx = np.linspace(0, len(cands) - 1, n).round().astype(int)
-    return [cands[i] for i in idx]
+def _pick(table: CandidateTable, rows: np.ndarray, n: int) -> list[Candidate]:
+    """n evenly spaced members of ROWS in key order (deterministic, not just the first few)."""
+    rank = table.key_rank()
+    rows = rows[np.argsort(rank[rows], kind="stable")]
+    if len(rows) > n:
+        rows = rows[np.linspace(0, len(rows) - 1, n).round().astype(int)]
+    return table.candidates(rows)
 
 
 def _sheet(rows: list[tuple[str, list[Candidate]]], title: str, path: Path, caption) -> None:
@@ -72,13 +73,15 @@ def _sheet(rows: list[tuple[str, list[Candidate]]], title: str, path: Path, capt
 
 def samples_sheet(result: BuildResult, path: Path, per_cell: int = 3) -> None:
     """Kept images per class (rows) and source (groups of columns), like the paper's Fig. 1."""
-    kept = result.kept
-    sources = sorted({c.item.source for c in kept})
+    table = result.table
+    kept = table.reason == 0
+    sources = sorted({table.source_names[k] for k in np.unique(table.source[kept]).tolist()})
     rows = []
-    for label in CLASSES:
+    for code, label in enumerate(CLASSES):
         members = []
         for src in sources:
-            members += _pick([c for c in kept if c.item.label == label and c.item.source == src], per_cell)
+            cell = kept & (table.label == code) & (table.source == table.source_names.index(src))
+            members += _pick(table, np.flatnonzero(cell), per_cell)
         rows.append((label, members[: per_cell * 4]))
     rows = [r for r in rows if r[1]] or [("(none)", [])]
     _sheet(rows, "Kept images per class (columns: sources)", path, lambda c: f"{c.item.source[:18]}\n{c.split}")
@@ -86,12 +89,16 @@ def samples_sheet(result: BuildResult, path: Path, per_cell: int = 3) -> None:
 
 def excluded_sheet(result: BuildResult, path: Path, per_reason: int = 6) -> None:
     """A few excluded images per reason (balancing aside), so people can check the rules."""
-    by_reason: dict[str, list] = defaultdict(list)
-    for c in result.candidates:
-        if c.reason and c.reason != "balanced out":
-            by_reason[reason_key(c.reason)].append(c)
-    rows = [(reason, _pick(members, per_reason)) for reason, members in sorted(by_reason.items())]
-    rows = rows or [("(nothing excluded)", [])]
+    table = result.table
+    by_reason: dict[str, list[int]] = defaultdict(list)  # reason key -> reason codes
+    for code, reason in enumerate(table.reasons.values):
+        if reason and reason != "balanced out":
+            by_reason[reason_key(reason)].append(code)
+    rows = [
+        (key, _pick(table, np.flatnonzero(np.isin(table.reason, codes)), per_reason))
+        for key, codes in sorted(by_reason.items())
+    ]
+    rows = [r for r in rows if r[1]] or [("(nothing excluded)", [])]
     _sheet(rows, "Excluded images by reason", path, lambda c: f"{c.item.source[:18]}\n{Path(c.item.rel).name[:22]}")
 
 
@@ -113,11 +120,13 @@ def exposure_histograms(result: BuildResult, path: Path) -> None:
         "contrast": "contrast: 99th - 1st percentile",
         "entropy": "entropy (bits)",
     }
-    measured = [c for c in result.candidates if c.analysis.quality is not None]
+    table = result.table
+    measured = np.flatnonzero(table.has_quality)
+    exposure = [k for k, r in enumerate(table.reasons.values) if r in ("over-exposed", "under-exposed", "low contrast / near blank")]
+    failed = np.isin(table.reason[measured], exposure)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
     for ax, m in zip(axes, METRICS):
-        values = np.array([getattr(c.analysis.quality, m) for c in measured])
-        failed = np.array([c.reason in ("over-exposed", "under-exposed", "low contrast / near blank") for c in measured])
+        values = table.quality[measured, METRICS.index(m)]
         bins = np.linspace(0, 8 if m == "entropy" else 1, 41)
         counts, _, _ = ax.hist([values[~failed], values[failed]], bins=bins, stacked=True, color=["#4878a8", "#d1495b"],
                                label=["passed", "excluded (exposure)"])

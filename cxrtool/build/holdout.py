@@ -31,9 +31,10 @@ import numpy as np
 
 from ..errors import UsageError
 from ..labels import CLASSES, class_for_name
-from .search import hamming_pairs, pack_hashes
+from ..manifest import SPLITS
+from .search import hamming_pairs
 from .sources import Scan
-from .types import Candidate
+from .table import CandidateTable
 
 #: The reason given (in excluded.csv) to pool images dropped because their group touches the test.
 GROUP_REASON = "shares a group with the held-out test"
@@ -59,7 +60,7 @@ def resolve_test_sources(values: Sequence[str], scans: Sequence[Scan]) -> list[H
     ``NORMAL``). An unknown source, or a class the source has no labelled image of, is a
     :class:`UsageError` that names what is available.
     """
-    classes_of = {s.name: sorted({i.label for i in s.items if i.label}, key=CLASSES.index) for s in scans}
+    classes_of = {s.name: [c for k, c in enumerate(CLASSES) if (1 + k) in s.labels] for s in scans}
     resolved: list[HeldOut] = []
     for value in values:
         name, label_text = (value, "") if value in classes_of else value.rpartition(":")[::2]
@@ -79,50 +80,59 @@ def resolve_test_sources(values: Sequence[str], scans: Sequence[Scan]) -> list[H
     return resolved
 
 
-def is_held_out(c: Candidate, held: Sequence[HeldOut]) -> bool:
-    """Whether an image belongs to one of the held-out sources (or source classes)."""
-    return any(c.item.source == h.source and (h.label is None or c.item.label == h.label) for h in held)
+def held_mask(table: CandidateTable, held: Sequence[HeldOut]) -> np.ndarray:
+    """Which rows belong to one of the held-out sources (or source classes)."""
+    mask = np.zeros(len(table), bool)
+    names = {name: k for k, name in enumerate(table.source_names)}
+    for h in held:
+        if h.source not in names:
+            continue
+        m = table.source == names[h.source]
+        if h.label is not None:
+            m &= table.label == CLASSES.index(h.label)
+        mask |= m
+    return mask
 
 
-def holdout_step(cands: list[Candidate], held: Sequence[HeldOut], allow_missing_class: bool = False) -> dict:
+def holdout_step(table: CandidateTable, held: Sequence[HeldOut], allow_missing_class: bool = False) -> dict:
     """Put the kept held-out images in ``test``; drop held-out images another source has a copy
     of, and the pool images whose group touches a held-out image.
 
     Runs after grouping and before balancing. Clusters and groups are judged over every image
     that entered de-duplication (dropped copies too), the same set the groups were built from.
     """
-    entered = [c for c in cands if c.cluster >= 0]
-    tainted = {c.group for c in entered if is_held_out(c, held)}
-    others: dict[int, set[str]] = {}  # cluster -> the not-held-out source:class members it has
-    for c in entered:
-        if not is_held_out(c, held):
-            others.setdefault(c.cluster, set()).add(f"{c.item.source}:{c.item.label}")
-    shared = {c.cluster for c in entered if is_held_out(c, held) and c.cluster in others}
+    entered = table.cluster >= 0
+    out = held_mask(table, held)
+    tainted = np.unique(table.group[entered & out])
+    shared = np.intersect1d(table.cluster[entered & out], table.cluster[entered & ~out])
+    others: dict[int, set[str]] = {}  # shared cluster -> the not-held-out source:class members it has
+    for row in np.flatnonzero(entered & ~out & np.isin(table.cluster, shared)).tolist():
+        others.setdefault(int(table.cluster[row]), set()).add(f"{table.source_name(row)}:{table.label_name(row)}")
     dropped, copies = Counter(), Counter()
-    for c in cands:
-        if c.reason:
-            continue
-        if c.cluster in shared:  # the cluster's kept copy, from either side
-            c.reason, c.detail = COPY_REASON, f"held out and in {', '.join(sorted(others[c.cluster]))}"
-            copies.update(others[c.cluster])
-        elif is_held_out(c, held):
-            c.split = "test"
-        elif c.group in tainted:
-            c.reason, c.detail = GROUP_REASON, f"group {c.group} holds held-out images (duplicate or same patient)"
-            dropped[c.item.source] += 1
-    pool = Counter(c.item.label for c in cands if not c.reason and c.split != "test")
-    test = Counter(c.item.label for c in cands if not c.reason and c.split == "test")
-    missing = [label for label in CLASSES if test.get(label) and not pool.get(label)]
+    live = table.reason == 0
+    in_shared = live & np.isin(table.cluster, shared)
+    for row in np.flatnonzero(in_shared).tolist():  # the cluster's kept copy, from either side
+        members = others[int(table.cluster[row])]
+        table.drop(row, COPY_REASON, f"held out and in {', '.join(sorted(members))}")
+        copies.update(members)
+    table.split[live & ~in_shared & out] = 1 + SPLITS.index("test")
+    for row in np.flatnonzero(live & ~in_shared & ~out & np.isin(table.group, tainted)).tolist():
+        table.drop(row, GROUP_REASON, f"group {table.group_name(row)} holds held-out images (duplicate or same patient)")
+        dropped[table.source_name(row)] += 1
+    kept = table.reason == 0
+    test = kept & (table.split == 1 + SPLITS.index("test"))
+    pool_n = np.bincount(table.label[kept & ~test], minlength=len(CLASSES))
+    test_n = np.bincount(table.label[test], minlength=len(CLASSES))
+    missing = [label for k, label in enumerate(CLASSES) if test_n[k] and not pool_n[k]]
     if missing and not allow_missing_class:
         raise UsageError(
             f"--test-source leaves no training images of {', '.join(missing)}: a model cannot learn a class it never "
             "sees, so its test score would only measure that (hold out one class of the source, e.g. NAME:normal, "
             "or pass --allow-missing-class)"
         )
-    kept_test = [c for c in cands if not c.reason and c.split == "test"]
     return {
         "held_out": [str(h) for h in held],
-        "test_images_per_held_out": {str(h): sum(is_held_out(c, [h]) for c in kept_test) for h in held},
+        "test_images_per_held_out": {str(h): int((test & held_mask(table, [h])).sum()) for h in held},
         "pool_images_dropped_per_source": dict(sorted(dropped.items())),
         "test_copies_dropped": dict(sorted(copies.items())),
         "classes_without_training_images": missing,
@@ -135,24 +145,26 @@ def pool_fractions(split: tuple[float, float, float]) -> tuple[float, float, flo
     return (train / (train + val), val / (train + val), 0.0)
 
 
-def holdout_leak_check(cands: list[Candidate], held: Sequence[HeldOut], radius: int) -> dict:
+def holdout_leak_check(table: CandidateTable, held: Sequence[HeldOut], radius: int) -> dict:
     """Independent of the steps above: held-out images (every one that entered de-duplication,
     kept or dropped) against the kept train/val images; every count must be 0."""
-    out = [c for c in cands if c.cluster >= 0 and is_held_out(c, held)]
-    pool = [c for c in cands if not c.reason and c.split in ("train", "val")]
+    is_out = held_mask(table, held)
+    out = np.flatnonzero((table.cluster >= 0) & is_out)
+    pool = np.flatnonzero((table.reason == 0) & np.isin(table.split, [1 + SPLITS.index("train"), 1 + SPLITS.index("val")]))
     near = 0
-    if out and pool:
-        pairs, _ = hamming_pairs(pack_hashes([c.analysis.hash for c in out + pool]), radius)
+    if out.size and pool.size:
+        pairs, _ = hamming_pairs(table.codes(np.concatenate([out, pool])), radius)
         if len(pairs):
             side = np.array([0] * len(out) + [1] * len(pool))
             near = int((side[pairs[:, 0]] != side[pairs[:, 1]]).sum())
-    def patients(rows: list[Candidate]) -> set[str]:
-        return {f"{c.item.source}:{c.item.patient}" for c in rows if c.item.patient}
+
+    def patients(rows: np.ndarray) -> set[str]:
+        return {f"{table.source_name(r)}:{p}" for r in rows.tolist() if (p := table.patient(r))}
 
     return {
-        "held_out_in_train_val": sum(1 for c in pool if is_held_out(c, held)),
+        "held_out_in_train_val": int(is_out[pool].sum()),
         "held_out_near_duplicates_in_train_val": near,
-        "held_out_clusters_in_train_val": len({c.cluster for c in out} & {c.cluster for c in pool}),
+        "held_out_clusters_in_train_val": int(np.intersect1d(table.cluster[out], table.cluster[pool]).size),
         "held_out_patients_in_train_val": len(patients(out) & patients(pool)),
-        "held_out_groups_in_train_val": len({c.group for c in out} & {c.group for c in pool}),
+        "held_out_groups_in_train_val": int(np.intersect1d(table.group[out], table.group[pool]).size),
     }

@@ -1,7 +1,8 @@
 """``build-dataset`` from start to end: scan sources, decode each image once, quality-filter,
 de-duplicate, group, balance, split, check for leaks, report, then write. No Keras, no JAX.
 
-The steps are plain functions over one list of :class:`Candidate` rows; each marks the rows
+The steps are plain functions over one :class:`~cxrtool.build.table.CandidateTable` (a numpy
+column per field, one row per labelled image; no Python object per image); each marks the rows
 it drops with a reason, so ``excluded.csv`` accounts for every file. The algorithms they
 apply (metrics, hashing, pair search, clustering, balancing, splitting) live in their own
 modules and work on plain lists.
@@ -10,7 +11,6 @@ modules and work on plain lists.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -21,19 +21,21 @@ import numpy as np
 
 from ..labels import CLASSES
 from ..errors import UsageError
+from ..manifest import SPLITS
 from ..progress import ProgressFn
 from .analyse import THUMB
 from .audit import shortcut_audit
-from .dedup import components, find_duplicates
+from .dedup import components, find_duplicates, first_of
 from .executors import analyse_with, connected
 from .hashing import get_hasher
 from .holdout import holdout_leak_check, holdout_step, pool_fractions, resolve_test_sources
-from .quality import Thresholds, problems
+from .quality import METRICS, Thresholds, problems
 from .report import build_report
-from .search import hamming_pairs, pack_hashes
+from .search import hamming_pairs
 from .sources import LabelMap, scan_sources
-from .split import assign_splits, balance
-from .types import Analysis, BuildOptions, BuildResult, Candidate
+from .split import balance, split_codes
+from .table import CandidateTable
+from .types import Analysis, BuildOptions, BuildResult
 from .write import write_dataset
 
 
@@ -91,30 +93,35 @@ class ThumbStore:
         return os.pread(self._file.fileno(), self.SIZE, row * self.SIZE) if self._has[row] else b""
 
 
-class WithThumbs(Sequence):
-    """The kept images' analyses with each thumbnail read back from the store on access."""
+class RowValues(Sequence):
+    """FN(row) for each of ROWS, computed on access: what the audit reads of a million images
+    without a million objects at once (an analysis with its thumbnail, a group name)."""
 
-    def __init__(self, analyses: Sequence[Analysis], rows: Sequence[int], store: ThumbStore) -> None:
-        self._analyses, self._rows, self._store = analyses, rows, store
+    def __init__(self, fn, rows: Sequence[int] | np.ndarray) -> None:  # noqa: ANN001 - a row -> value function
+        self._fn, self._rows = fn, rows
 
     def __len__(self) -> int:
-        return len(self._analyses)
+        return len(self._rows)
 
     def __getitem__(self, k):  # noqa: ANN001 - Sequence protocol (int or slice)
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
-        return replace(self._analyses[k], thumb=self._store.get(self._rows[k]))
+        return self._fn(int(self._rows[k]))
 
 
-def _compact(a: Analysis) -> Analysis:
-    """The analysis without its thumbnail, its repeated short strings shared (one object each)."""
-    return replace(a, thumb=b"", format=sys.intern(a.format), mode=sys.intern(a.mode), error_kind=sys.intern(a.error_kind))
+class WithThumbs(RowValues):
+    """Analyses with each thumbnail read back from the store on access (row ``rows[k]`` for
+    ``analyses[k]``)."""
+
+    def __init__(self, analyses: Sequence[Analysis], rows: Sequence[int], store: ThumbStore) -> None:
+        super().__init__(lambda k: replace(analyses[k], thumb=store.get(rows[k])), range(len(analyses)))
 
 
-def analyse_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbStore, progress: ProgressFn | None) -> None:
-    """Decode and measure every candidate (in parallel, ``ANALYSE_BATCH`` files at a time);
-    thumbnails go to ``thumbs``. Progress events count over all files, as one run would."""
-    total = len(cands)
+def analyse_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore, progress: ProgressFn | None) -> None:
+    """Decode and measure every candidate (in parallel, ``ANALYSE_BATCH`` files at a time) into
+    the table's columns; thumbnails go to ``thumbs``. Progress events count over all files, as
+    one run would."""
+    total = len(table)
 
     def shifted(offset: int) -> ProgressFn | None:
         if progress is None:
@@ -123,38 +130,47 @@ def analyse_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbSto
 
     with connected(options.executor, options.workers) as executor:  # a Dask spelling connects once, not per batch
         for lo in range(0, total, ANALYSE_BATCH):
-            batch = cands[lo : lo + ANALYSE_BATCH]
-            results = analyse_with(executor, [c.item.path for c in batch], options.hash_name, options.hash_size,
-                                   options.workers, shifted(lo))
-            for k, (c, a) in enumerate(zip(batch, results)):
+            paths = [table.path(i) for i in range(lo, min(total, lo + ANALYSE_BATCH))]
+            results = analyse_with(executor, paths, options.hash_name, options.hash_size, options.workers, shifted(lo))
+            del paths
+            for k, a in enumerate(results):
                 thumbs.put(lo + k, a.thumb)
-                c.analysis = _compact(a)
+            table.set_analyses(lo, results)
             del results
 
 
 # ---------------------------------------------------------------- pipeline steps
 
 
-def quality_step(cands: list[Candidate], t: Thresholds) -> None:
+def quality_step(table: CandidateTable, t: Thresholds) -> None:
     """Drop unreadable files and those failing a size or exposure rule (first reason wins)."""
-    for c in cands:
-        a = c.analysis
-        if a.error:
-            c.reason, c.detail = f"unreadable: {a.error_kind}", a.error
-            continue
-        found = problems(a.quality, a.width, a.height, t)
-        if found:
-            c.reason, c.detail = found[0], "; ".join(found)
-
-
-def duplicate_step(cands: list[Candidate], radius: int) -> dict:
-    """Cluster the quality-passed images; keep one per cluster; drop label-conflict clusters."""
-    live = [c for c in cands if not c.reason]
-    dups = find_duplicates(
-        [c.analysis.sha256 for c in live], [c.analysis.pixel_sha for c in live], [c.analysis.hash for c in live], radius
+    q = table.quality
+    cols = {m: q[:, k] for k, m in enumerate(METRICS)}
+    # the rows any rule could catch (numpy float64 comparisons: the same as problems()'s); the
+    # reasons themselves come from problems(), row by row, for those few
+    suspect = (
+        (np.minimum(table.width, table.height) < t.min_size)
+        | (cols["mean"] > t.max_mean) | (cols["bright_frac"] > t.max_bright_frac)
+        | (cols["mean"] < t.min_mean) | (cols["dark_frac"] > t.max_dark_frac)
+        | (cols["contrast"] < t.min_contrast) | (cols["entropy"] < t.min_entropy)
+        | ~table.has_quality
     )
-    for c, cid in zip(live, dups.cluster.tolist()):
-        c.cluster = cid
+    errors = table.errors
+    for row in sorted(set(np.flatnonzero(suspect).tolist()) | set(errors)):
+        error, kind = errors.get(row, ("", ""))
+        if error:
+            table.drop(row, f"unreadable: {kind}", error)
+            continue
+        found = problems(table.quality_of(row), int(table.width[row]), int(table.height[row]), t)
+        if found:
+            table.drop(row, found[0], "; ".join(found))
+
+
+def duplicate_step(table: CandidateTable, radius: int) -> dict:
+    """Cluster the quality-passed images; keep one per cluster; drop label-conflict clusters."""
+    live = table.kept_rows()
+    dups = find_duplicates(table.digests(live, "sha"), table.digests(live, "pixel"), table.codes(live), radius)
+    table.cluster[live] = dups.cluster
     # only clusters of two or more need Python-level work: at a million images a dict of
     # one list per singleton cluster alone took hundreds of MB
     order = np.argsort(dups.cluster, kind="stable")
@@ -163,30 +179,29 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
     clusters = {int(ids[k]): order[starts[k] : starts[k] + sizes[k]].tolist() for k in multi}
     conflicts, dropped_dups, within_pairs, across_pairs, cross_clusters = [], 0, 0, 0, 0
     for cid, members in clusters.items():
-        per_source = Counter(live[i].item.source for i in members)
+        rows = [int(live[i]) for i in members]
+        per_source = Counter(int(table.source[r]) for r in rows)
         same = sum(k * (k - 1) // 2 for k in per_source.values())
         within_pairs += same
         across_pairs += len(members) * (len(members) - 1) // 2 - same
         cross_clusters += len(per_source) > 1
-        labels = sorted({live[i].item.label for i in members})
+        labels = sorted({table.label_name(r) for r in rows})
         if len(labels) > 1:
-            names = ", ".join(f"{live[i].key} ({live[i].item.label})" for i in members[:6])
-            conflicts.append({"cluster": cid, "labels": labels, "size": len(members), "members": [live[i].key for i in members]})
-            for i in members:
-                live[i].reason = "label conflict"
-                live[i].detail = f"duplicate cluster with labels {' vs '.join(labels)}: {names}"
+            names = ", ".join(f"{table.key(r)} ({table.label_name(r)})" for r in rows[:6])
+            conflicts.append({"cluster": cid, "labels": labels, "size": len(members), "members": [table.key(r) for r in rows]})
+            table.drop_rows(np.asarray(rows), "label conflict", f"duplicate cluster with labels {' vs '.join(labels)}: {names}")
             continue
         # best resolution first, then the first in stable (source, path) order
-        rep = min(members, key=lambda i: (-live[i].analysis.width * live[i].analysis.height, live[i].key))
-        for i in members:
+        best = min(range(len(rows)), key=lambda k: (-int(table.width[rows[k]]) * int(table.height[rows[k]]), table.key(rows[k])))
+        rep, rep_row = members[best], rows[best]
+        rep_key = table.key(rep_row)
+        for i, r in zip(members, rows):
             if i == rep:
                 continue
-            c = live[i]
-            same_bytes = c.analysis.sha256 == live[rep].analysis.sha256 or c.analysis.pixel_sha == live[rep].analysis.pixel_sha
-            c.reason = "exact duplicate" if same_bytes else "near duplicate"
-            c.duplicate_of = live[rep].key
-            c.distance = str(dups.distance(i, rep))
-            c.detail = f"duplicate of {live[rep].key}"
+            same_bytes = table.sha256(r) == table.sha256(rep_row) or table.pixel_sha256(r) == table.pixel_sha256(rep_row)
+            table.drop(r, "exact duplicate" if same_bytes else "near duplicate", f"duplicate of {rep_key}")
+            table.duplicate_of[r] = rep_row
+            table.distance[r] = dups.distance(i, rep)
             dropped_dups += 1
     return {
         "hash_pairs_within_radius": dups.hash_pairs,
@@ -201,125 +216,124 @@ def duplicate_step(cands: list[Candidate], radius: int) -> dict:
     }
 
 
-def group_step(cands: list[Candidate]) -> None:
+def group_step(table: CandidateTable) -> None:
     """Group id = connected component of (duplicate cluster) and (source, patient) links, over
     every image that entered de-duplication, so dropped copies still link their patients."""
-    entered = [c for c in cands if c.cluster >= 0]
-    if not entered:
+    entered = np.flatnonzero(table.cluster >= 0)
+    if not entered.size:
         return
-    n_clusters = max(c.cluster for c in entered) + 1
+    n_clusters = int(table.cluster[entered].max()) + 1
     patients: dict[str, int] = {}  # patient -> its node, numbered after the cluster nodes
     edges_a, edges_b = [], []
-    for c in entered:
-        if c.item.patient:
-            node = patients.setdefault(f"{c.item.source}:{c.item.patient}", n_clusters + len(patients))
-            edges_a.append(c.cluster)
+    for row in entered.tolist():
+        patient = table.patient(row)
+        if patient:
+            node = patients.setdefault(f"{table.source_name(row)}:{patient}", n_clusters + len(patients))
+            edges_a.append(int(table.cluster[row]))
             edges_b.append(node)
-    component = components(n_clusters + len(patients), edges_a, edges_b)
+    n_nodes = n_clusters + len(patients)
+    del patients
+    component = components(n_nodes, edges_a, edges_b)
+    del edges_a, edges_b
     # readable, deterministic names: g000001... in (source, path) order of first member
-    names: dict[int, str] = {}
-    for c in sorted(entered, key=lambda c: c.key):
-        c.group = names.setdefault(int(component[c.cluster]), f"g{len(names) + 1:06d}")
+    order = table.in_key_order(table.cluster >= 0)
+    comp = component[table.cluster[order]]
+    _, first, inverse = np.unique(comp, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))
+    table.group[order] = rank[inverse.reshape(-1)] + 1
 
 
-def balance_step(cands: list[Candidate], options: BuildOptions) -> dict:
+def balance_step(table: CandidateTable, options: BuildOptions) -> dict:
     """Down-sample each class to ``per_class`` (never up); report classes that fall short.
     Images already placed (a held-out test) are not balanced."""
-    live = [c for c in cands if not c.reason and not c.split]
-    if options.per_class is None:  # nothing to down-sample: skip building a million sort keys
-        keep = set(range(len(live)))
-    else:
-        keep = set(
+    live = np.flatnonzero((table.reason == 0) & (table.split == 0))
+    if options.per_class is not None:  # nothing to down-sample otherwise: no million sort keys
+        keep = np.asarray(
             balance(
-                [c.item.label for c in live],
-                [c.analysis.sha256 + c.key for c in live],
-                [c.item.source for c in live],
+                [table.label_name(r) for r in live.tolist()],
+                [table.sha256(r) + table.key(r) for r in live.tolist()],
+                [table.source_name(r) for r in live.tolist()],
                 options.per_class,
                 options.seed,
                 options.even_sources,
-            )
+            ),
+            dtype=np.int64,
         )
-    for i, c in enumerate(live):
-        if i not in keep:
-            c.reason = "balanced out"
-            c.detail = f"class {c.item.label} down-sampled to {options.per_class}"
-    counts = Counter(c.item.label for i, c in enumerate(live) if i in keep)
-    short = {label: counts.get(label, 0) for label in CLASSES if options.per_class and counts.get(label, 0) < options.per_class}
+        out = np.ones(live.size, bool)
+        out[keep] = False
+        for code in range(len(CLASSES)):
+            rows = live[out & (table.label[live] == code)]
+            if rows.size:
+                table.drop_rows(rows, "balanced out", f"class {CLASSES[code]} down-sampled to {options.per_class}")
+        live = live[~out]
+    counts = np.bincount(table.label[live], minlength=len(CLASSES))
+    short = {
+        label: int(counts[k]) for k, label in enumerate(CLASSES) if options.per_class and counts[k] < options.per_class
+    }
     return {"per_class": options.per_class, "even_sources": options.even_sources, "classes_below_target": short}
 
 
-def split_step(cands: list[Candidate], options: BuildOptions) -> None:
+def split_step(table: CandidateTable, options: BuildOptions) -> None:
     """Assign each kept image its split (whole groups together) and its file name in OUT.
     With a held-out test already placed, the rest is split into train/val only."""
-    live = [c for c in cands if not c.reason]
-    pool = [c for c in live if not c.split]
+    live = table.reason == 0
+    pool = np.flatnonzero(live & (table.split == 0))
     fractions = pool_fractions(options.split) if options.test_sources else options.split
-    splits = assign_splits([c.item.label for c in pool], [c.group for c in pool], fractions, options.seed)
+    table.split[pool] = split_codes(table.label[pool], table.group[pool], fractions, options.seed, CLASSES) + 1
+    table.png = options.mode == "png"
     used: set[str] = set()
-    for c, split in zip(pool, splits):
-        c.split = split
-    for c in sorted(live, key=lambda c: c.key):
-        c.file = _unique_name(c, used, options)
+    for row in table.in_key_order(live).tolist():
+        name, renamed = table.base_name(row)
+        if name.lower() in used:
+            name = renamed
+            table.renamed[row] = True
+        used.add(name.lower())
 
 
-def _unique_name(c: Candidate, used: set[str], options: BuildOptions) -> str:
-    stem = Path(c.item.rel).stem
-    suffix = ".png" if options.mode == "png" else Path(c.item.rel).suffix.lower()
-    safe_source = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in c.item.source)
-    safe_stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
-    name = f"{c.split}/{c.item.label}/{safe_source}__{safe_stem}{suffix}"
-    if name.lower() in used:
-        name = f"{c.split}/{c.item.label}/{safe_source}__{safe_stem}-{c.analysis.sha256[:8]}{suffix}"
-    used.add(name.lower())
-    return name
-
-
-def leak_check(cands: list[Candidate], radius: int) -> dict:
+def leak_check(table: CandidateTable, radius: int) -> dict:
     """Independent check after splitting: near-duplicate pairs and patients across splits (must be 0)."""
-    kept = [c for c in cands if not c.reason]
+    kept = table.kept_rows()
     cross_pairs = 0
-    shas = sorted(c.analysis.sha256 for c in kept)  # a list, not a million-entry Counter
-    twice = sum(1 for i in range(1, len(shas)) if shas[i] == shas[i - 1] and (i == 1 or shas[i - 1] != shas[i - 2]))
-    if kept:
-        pairs, _ = hamming_pairs(pack_hashes([c.analysis.hash for c in kept]), radius)
-        split = np.array([c.split for c in kept])
+    shas = table.digests(kept, "sha")
+    twice = int((np.unique(first_of(shas), return_counts=True)[1] > 1).sum()) if len(kept) else 0
+    del shas
+    split = table.split[kept]
+    if kept.size:
+        pairs, _ = hamming_pairs(table.codes(kept), radius)
         cross_pairs = int((split[pairs[:, 0]] != split[pairs[:, 1]]).sum()) if len(pairs) else 0
-    with_patient = [c for c in kept if c.item.patient]
+    patients = [(table.source_name(r), table.patient(r), s) for r, s in zip(kept.tolist(), split.tolist())]
+    with_patient = [(f"{src}:{p}", s) for src, p, s in patients if p]
+    del patients
     return {
         "near_duplicate_pairs_across_splits": cross_pairs,
-        "patients_across_splits": _spanning(
-            [f"{c.item.source}:{c.item.patient}" for c in with_patient], [c.split for c in with_patient]
-        ),
-        "groups_across_splits": _spanning([c.group for c in kept], [c.split for c in kept]),
+        "patients_across_splits": _spanning([k for k, _ in with_patient], [s for _, s in with_patient]),
+        "groups_across_splits": _spanning(table.group[kept], split),
         "identical_files_kept_twice": twice,
     }
 
 
-def _spanning(keys: list[str], splits: list[str]) -> int:
+def _spanning(keys: Sequence | np.ndarray, splits: Sequence | np.ndarray) -> int:
     """How many distinct keys occur in more than one split (arrays, not a set per key: a
     million singleton groups as Python sets took over 200 MB)."""
-    if not keys:
+    if not len(keys):
         return 0
-    _, key_id = np.unique(np.array(keys), return_inverse=True)
-    _, split_id = np.unique(np.array(splits), return_inverse=True)
+    _, key_id = np.unique(np.asarray(keys), return_inverse=True)
+    _, split_id = np.unique(np.asarray(splits), return_inverse=True)
     pairs = np.unique(key_id.reshape(-1) * 4 + split_id.reshape(-1))
     return int((np.bincount(pairs // 4) > 1).sum())
 
 
-def audit_step(cands: list[Candidate], options: BuildOptions, thumbs: ThumbStore | None = None) -> dict | None:
-    """The shortcut audit of the kept images (None when turned off). ``thumbs``: where
-    :func:`analyse_step` spilled the thumbnails (None: they are still in each analysis)."""
+def audit_step(table: CandidateTable, options: BuildOptions, thumbs: ThumbStore | None = None) -> dict | None:
+    """The shortcut audit of the kept images (None when turned off); ``thumbs``: where
+    :func:`analyse_step` spilled the thumbnails."""
     if not options.audit:
         return None
-    rows = [i for i, c in enumerate(cands) if not c.reason]
-    kept = [cands[i] for i in rows]
-    analyses: Sequence[Analysis] = [c.analysis for c in kept]
-    if thumbs is not None:
-        analyses = WithThumbs(analyses, rows, thumbs)
+    rows = table.kept_rows()
     return shortcut_audit(
-        analyses, [c.item.source for c in kept], [c.item.label for c in kept],
-        [c.group for c in kept], options.seed,
-        learned=[c.split != "test" for c in kept] if options.test_sources else None,
+        RowValues(lambda r: table.analysis(r, thumbs.get(r) if thumbs is not None else b""), rows),
+        [table.source_name(r) for r in rows.tolist()],
+        [table.label_name(r) for r in rows.tolist()], RowValues(table.group_name, rows), options.seed,
+        learned=(table.split[rows] != 1 + SPLITS.index("test")).tolist() if options.test_sources else None,
     )
 
 
@@ -340,31 +354,31 @@ def build_dataset(
     get_hasher(options.hash_name, options.hash_size)  # validate early
     check_paths(srcs, out, options.overwrite, options.dry_run)
     scans = scan_sources(srcs, LabelMap.load(options.label_map), options.labels_csv)
-    cands = [Candidate(item) for scan in scans for item in scan.items if item.label]
-    if not cands:
+    table = CandidateTable(scans)
+    if not len(table):
         raise UsageError(f"no labelled images found in {', '.join(map(str, srcs))}")
     held = resolve_test_sources(options.test_sources, scans)
-    with ThumbStore(len(cands)) as thumbs:
-        analyse_step(cands, options, thumbs, progress)
-        return _build_rest(cands, scans, held, out, options, thumbs, progress)
+    with ThumbStore(len(table)) as thumbs:
+        analyse_step(table, options, thumbs, progress)
+        return _build_rest(table, scans, held, out, options, thumbs, progress)
 
 
 def _build_rest(
-    cands: list[Candidate], scans: list, held: list, out: Path, options: BuildOptions, thumbs: ThumbStore,
+    table: CandidateTable, scans: list, held: list, out: Path, options: BuildOptions, thumbs: ThumbStore,
     progress: ProgressFn | None,
 ) -> BuildResult:
-    quality_step(cands, options.thresholds)
+    quality_step(table, options.thresholds)
     radius = options.hash_radius()
-    dup_stats = duplicate_step(cands, radius)
-    group_step(cands)
-    held_stats = holdout_step(cands, held, options.allow_missing_class) if held else None
-    balance_stats = balance_step(cands, options)
-    split_step(cands, options)
-    leak = leak_check(cands, radius)
+    dup_stats = duplicate_step(table, radius)
+    group_step(table)
+    held_stats = holdout_step(table, held, options.allow_missing_class) if held else None
+    balance_stats = balance_step(table, options)
+    split_step(table, options)
+    leak = leak_check(table, radius)
     if held:
-        leak.update(holdout_leak_check(cands, held, radius))
-    result = BuildResult(out, options, scans, cands, {})
-    result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(cands, options, thumbs), held_stats=held_stats)
+        leak.update(holdout_leak_check(table, held, radius))
+    result = BuildResult(out, options, scans, table, {})
+    result.report = build_report(result, dup_stats, balance_stats, leak, audit_step(table, options, thumbs), held_stats=held_stats)
     if not options.dry_run:
         write_dataset(out, result, progress)
     return result

@@ -57,16 +57,23 @@ def build_report(
     (``audit``: the shortcut audit of :mod:`cxrtool.build.audit`, None when turned off;
     ``held_stats``: those of an external test split, see :mod:`cxrtool.build.holdout`)."""
     opts = result.options
-    cands = result.candidates
-    kept = [c for c in cands if not c.reason]
+    table = result.table
+    kept = table.reason == 0
     sources = [s.name for s in result.scans]
-    before = Counter((c.item.source, c.item.label) for c in cands)
-    after = Counter((c.item.source, c.item.label) for c in kept)
+    before = _pairs(table, np.ones(len(table), bool))
+    after = _pairs(table, kept)
+    test = kept & (table.split == 1 + SPLITS.index("test"))
     # with an external test, source dominance matters where the model learns: train and val
-    learned = Counter((c.item.source, c.item.label) for c in kept if c.split != "test") if held_stats else after
-    per_split = Counter((c.split, c.item.label) for c in kept)
-    excluded = Counter(reason_key(c.reason) for c in cands if c.reason)
-    unlabelled = Counter(item.reason for s in result.scans for item in s.items if item.label is None)
+    learned = _pairs(table, kept & ~test) if held_stats else after
+    per_split = Counter()
+    for s, k in zip(*np.unique(table.split[kept].astype(np.int64) * 8 + table.label[kept], return_counts=True)):
+        per_split[(SPLITS[s // 8 - 1] if s // 8 else "", CLASSES[s % 8])] += int(k)
+    excluded = Counter()
+    for code, k in zip(*np.unique(table.reason[~kept], return_counts=True)):
+        excluded[reason_key(table.reasons[int(code)])] += int(k)
+    unlabelled = Counter(
+        s.reasons.get(i, "") for s in result.scans for i in np.flatnonzero(np.frombuffer(bytes(s.labels), np.uint8) == 0).tolist()
+    )
     warnings = []
     for label in CLASSES:
         total = sum(learned.get((s, label), 0) for s in sources)
@@ -95,8 +102,7 @@ def build_report(
         warnings.insert(0, audit["warning"])
     if any(v for k, v in leak.items() if k.startswith("held_out_")):
         warnings.append("LEAK: held-out test images, clusters, patients or groups reach train/val")
-    measured = [c.analysis.quality for c in cands if c.analysis.quality]
-    metrics = np.stack([np.array([getattr(q, m) for q in measured]) for m in METRICS], axis=1) if measured else np.zeros((0, 0))
+    metrics = table.quality[table.has_quality] if table.has_quality.any() else np.zeros((0, 0))
     distributions = {
         m: (
             {q: float(np.percentile(metrics[:, i], q)) for q in (0, 1, 5, 25, 50, 75, 95, 99, 100)}
@@ -123,30 +129,37 @@ def build_report(
         "thresholds": opts.thresholds.as_dict(),
         "sources": [
             {"name": s.name, "kind": s.kind, "population": s.population, "root": str(s.root),
-             "files": len(s.items), "junk": dict(s.junk)}
+             "files": s.n_files, "junk": dict(s.junk)}
             for s in result.scans
         ],
         "counts_before": _table(before, sources, list(CLASSES)),
         "counts_after": _table(after, sources, list(CLASSES)),
         "counts_per_split": _table(per_split, list(SPLITS), list(CLASSES)),
         "training_populations": populations,
-        "total_kept": len(kept),
+        "total_kept": int(kept.sum()),
         "excluded_by_reason": dict(sorted(excluded.items())),
         "unlabelled_by_reason": dict(sorted(unlabelled.items())),
         "junk_skipped": sum(sum(s.junk.values()) for s in result.scans),
         "duplicates": dup_stats,
         "balance": balance_stats,
         "leak_check": leak,
-        "external_test": external_test(held_stats, kept, sources, opts.split) if held_stats else None,
+        "external_test": external_test(held_stats, _pairs(table, test), sources, opts.split) if held_stats else None,
         "quality_distributions": distributions,
         "audit": audit,
         "warnings": warnings,
     }
 
 
-def external_test(held_stats: dict, kept: list, sources: list[str], split: tuple[float, float, float]) -> dict:
-    """The ``external_test`` section: what was held out, what the test holds, how the pool was split."""
-    test = Counter((c.item.source, c.item.label) for c in kept if c.split == "test")
+def _pairs(table, mask: np.ndarray) -> Counter:  # noqa: ANN001 - a CandidateTable
+    """Images per (source, class) among the rows where MASK holds."""
+    pairs = table.source[mask].astype(np.int64) * 8 + table.label[mask]
+    values, counts = np.unique(pairs, return_counts=True)
+    return Counter({(table.source_names[v // 8], CLASSES[v % 8]): int(k) for v, k in zip(values.tolist(), counts.tolist())})
+
+
+def external_test(held_stats: dict, test: Counter, sources: list[str], split: tuple[float, float, float]) -> dict:
+    """The ``external_test`` section: what was held out, what the test holds (images per
+    (source, class) in TEST), how the pool was split."""
     return {
         **held_stats,
         "counts": {s: row for s, row in _table(test, sources, list(CLASSES)).items() if sum(row.values())},

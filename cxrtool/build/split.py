@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from ..errors import UsageError
 from ..manifest import SPLITS
@@ -103,3 +105,49 @@ def assign_splits(
             result[i] = best
         filled[best].update(counts)
     return result
+
+
+def split_codes(
+    labels: np.ndarray, groups: np.ndarray, fractions: tuple[float, float, float], seed: int,
+    label_names: Sequence[str], group_name: Callable[[int], str] = lambda g: f"g{g:06d}",
+) -> np.ndarray:
+    """:func:`assign_splits` on arrays, with the same result: LABELS as codes into
+    ``label_names``, GROUPS as integers named by ``group_name`` (the names order ties, as in
+    assign_splits). Returns each row's split as an index into ``SPLITS``. No Python list or
+    Counter per group: at a million singleton groups those took hundreds of MB."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.size
+    if n == 0:
+        return np.zeros(0, np.int8)
+    n_labels = len(label_names)
+    gid, inverse, sizes = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    keys = np.array([stable_key(seed, group_name(int(g))).encode() for g in gid.tolist()], dtype="S64")
+    order = np.lexsort((keys, -sizes))  # largest first, ties in seeded order
+    del keys
+    counts = np.bincount(inverse * n_labels + labels, minlength=gid.size * n_labels).reshape(gid.size, n_labels)
+    alphabetical = sorted(range(n_labels), key=lambda k: label_names[k])
+    major = np.asarray(alphabetical)[np.argmax(counts[:, alphabetical], axis=1)]  # first of the most common, by name
+    class_total = np.bincount(labels, minlength=n_labels).tolist()
+    filled = [[0] * n_labels for _ in SPLITS]
+    chosen = np.zeros(gid.size, np.int8)
+    active = [(s, frac) for s, frac in enumerate(fractions) if frac > 0]
+    single = (sizes == 1).tolist()
+    major_l = major.tolist()
+    first_label = labels[np.unique(inverse, return_index=True)[1]].tolist()  # a singleton's label
+    for g in order.tolist():
+        m = major_l[g]
+        best, best_gap = 0, None
+        for s, frac in active:
+            target = frac * class_total[m]
+            gap = (target - filled[s][m]) / max(target, 1e-9)
+            if best_gap is None or gap > best_gap + 1e-12:
+                best, best_gap = s, gap
+        chosen[g] = best
+        if single[g]:
+            filled[best][first_label[g]] += 1
+        else:
+            row = filled[best]
+            for k, c in enumerate(counts[g].tolist()):
+                row[k] += c
+    return chosen[inverse]

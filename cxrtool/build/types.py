@@ -1,5 +1,6 @@
-"""The data that moves through build-dataset: the options, one row per labelled image
-(:class:`Candidate`, with what decoding it told in :class:`Analysis`) and the result.
+"""The data that moves through build-dataset: the options, what decoding one image tells
+(:class:`Analysis`) and the result. The per-image rows themselves are the columns of
+:class:`cxrtool.build.table.CandidateTable` (``Candidate`` is its row view).
 
 Plain data only, so every step, the report and the figures can share it without importing
 each other.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .quality import Quality, Thresholds
-from .sources import Item, Scan
+from .sources import Scan
 
 #: Column order of excluded.csv (one row per file that is not in the manifest, junk aside).
 EXCLUDED_COLUMNS = ("source", "source_file", "label", "reason", "detail", "duplicate_of", "distance", "sha256")
@@ -70,36 +71,23 @@ class Analysis:
     thumb: bytes = b""
 
 
-@dataclass(slots=True)
-class Candidate:
-    """One labelled image moving through the pipeline; a step that drops it sets ``reason``."""
-
-    item: Item
-    analysis: Analysis = field(default_factory=Analysis)
-    reason: str = ""  # set when excluded
-    detail: str = ""
-    duplicate_of: str = ""
-    distance: str = ""
-    cluster: int = -1
-    group: str = ""
-    split: str = ""
-    file: str = ""  # path inside OUT
-
-    @property
-    def key(self) -> str:
-        return f"{self.item.source}/{self.item.rel}"
-
-
 @dataclass
 class BuildResult:
-    """What :func:`cxrtool.build.build_dataset` did: every candidate with its fate, and the report."""
+    """What :func:`cxrtool.build.build_dataset` did: every candidate with its fate (the columns
+    of ``table``, a :class:`~cxrtool.build.table.CandidateTable`), and the report."""
 
     out: Path
     options: BuildOptions
     scans: list[Scan]
-    candidates: list[Candidate]
+    table: object  # a cxrtool.build.table.CandidateTable (not imported here: it imports this module)
     report: dict
 
     @property
-    def kept(self) -> list[Candidate]:
-        return [c for c in self.candidates if not c.reason]
+    def candidates(self) -> list:
+        """Every labelled image as a row view (:class:`cxrtool.build.table.Candidate`, built on each access)."""
+        return self.table.candidates()
+
+    @property
+    def kept(self) -> list:
+        """The kept images as row views, in scan order."""
+        return self.table.candidates(self.table.kept_rows())

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_dir
@@ -28,59 +29,74 @@ from .figures import dataset_figures
 from .quality import METRICS
 from .report import markdown
 from .sources import Scan
-from .types import EXCLUDED_COLUMNS, BuildOptions, BuildResult, Candidate
+from .sources.base import NO_LABEL
+from .table import Candidate, CandidateTable
+from .types import EXCLUDED_COLUMNS, BuildOptions, BuildResult
 
 
-def manifest_rows(cands: list[Candidate], file_sha256: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+def manifest_rows(table: CandidateTable, file_sha256: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     """One manifest row per kept image, sorted by its file in OUT, generated one at a time (a
     million rows as dicts took gigabytes). ``file_sha256``: the SHA-256 of each written file (by
     its ``file``) when it differs from the source's (``--copy-mode png``)."""
     file_sha256 = file_sha256 or {}
-    for c in sorted((c for c in cands if not c.reason), key=lambda c: c.file):
-        a = c.analysis
-        q = a.quality.as_dict()
+    kept = table.kept_rows().tolist()
+    files = [table.file(r) for r in kept]
+    order = sorted(range(len(kept)), key=files.__getitem__)
+    del files
+    for k in order:
+        r = kept[k]
+        file, sha = table.file(r), table.sha256(r)
+        q = table.quality[r]
         yield (
             {
-                "file": c.file,
-                "label": c.item.label,
-                "split": c.split,
-                "source": c.item.source,
-                "source_file": c.item.rel,
-                "group": c.group,
-                "patient": c.item.patient,
-                "sha256": a.sha256,
-                FILE_SHA256: file_sha256.get(c.file, a.sha256),
-                "phash": a.hash,
-                "width": str(a.width),
-                "height": str(a.height),
-                **{m: f"{q[m]:.5f}" for m in METRICS},
+                "file": file,
+                "label": table.label_name(r),
+                "split": table.split_name(r),
+                "source": table.source_name(r),
+                "source_file": table.rel(r),
+                "group": table.group_name(r),
+                "patient": table.patient(r),
+                "sha256": sha,
+                FILE_SHA256: file_sha256.get(file, sha),
+                "phash": table.hash_hex(r),
+                "width": str(int(table.width[r])),
+                "height": str(int(table.height[r])),
+                **{m: f"{float(q[i]):.5f}" for i, m in enumerate(METRICS)},
             }
         )
 
 
-def excluded_rows(scans: list[Scan], cands: list[Candidate]) -> list[dict[str, str]]:
-    """One row per file left out (unlabelled or excluded by a step), sorted by source and path."""
-    rows = []
-    for scan in scans:
-        for item in scan.items:
-            if item.label is None:
-                rows.append({"source": item.source, "source_file": item.rel, "label": "", "reason": "no label", "detail": item.reason})
-    for c in cands:
-        if c.reason:
-            rows.append(
-                {
-                    "source": c.item.source,
-                    "source_file": c.item.rel,
-                    "label": c.item.label or "",
-                    "reason": c.reason,
-                    "detail": c.detail,
-                    "duplicate_of": c.duplicate_of,
-                    "distance": c.distance,
-                    "sha256": c.analysis.sha256,
-                }
-            )
-    rows.sort(key=lambda r: (r["source"], r["source_file"]))
-    return rows
+def excluded_rows(scans: list[Scan], table: CandidateTable) -> Iterator[dict[str, str]]:
+    """One row per file left out (unlabelled or excluded by a step), sorted by source and path,
+    generated one at a time."""
+    entries: list[tuple[int, int]] = []  # (scan, its file) unlabelled, or (-1, table row) excluded
+    for k, scan in enumerate(scans):
+        codes = np.frombuffer(bytes(scan.labels), np.uint8)
+        entries += [(k, int(i)) for i in np.flatnonzero(codes == NO_LABEL)]
+    entries += [(-1, int(r)) for r in np.flatnonzero(table.reason != 0)]
+
+    def where(entry: tuple[int, int]) -> tuple[str, str]:
+        k, i = entry
+        return (scans[k].name, scans[k].rels[i]) if k >= 0 else (table.source_name(i), table.rel(i))
+
+    entries.sort(key=where)
+    for k, i in entries:
+        if k >= 0:
+            scan = scans[k]
+            yield {"source": scan.name, "source_file": scan.rels[i], "label": "", "reason": "no label",
+                   "detail": scan.reasons.get(i, "")}
+            continue
+        c = Candidate(table, i)
+        yield {
+            "source": table.source_name(i),
+            "source_file": table.rel(i),
+            "label": table.label_name(i),
+            "reason": c.reason,
+            "detail": c.detail,
+            "duplicate_of": c.duplicate_of,
+            "distance": c.distance,
+            "sha256": table.sha256(i),
+        }
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
@@ -97,25 +113,26 @@ def write_csv(out: TextIO, columns: Sequence[str], rows: Iterable[dict[str, str]
     writer.writerows(rows)
 
 
-def place_image(c: Candidate, dest: Path, options: BuildOptions) -> str | None:
-    """Put one kept image at DEST as the options say: the source's bytes, a hard link, or a PNG.
-    Returns the SHA-256 of the PNG it encoded (None: DEST has the analysed source bytes)."""
+def place_image(src: Path, dest: Path, options: BuildOptions) -> str | None:
+    """Put one kept image (the file SRC) at DEST as the options say: the source's bytes, a hard
+    link, or a PNG. Returns the SHA-256 of the PNG it encoded (None: DEST has the analysed
+    source bytes)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if options.mode == "hardlink":
         try:
-            os.link(c.item.path, dest)
+            os.link(src, dest)
             return
         except OSError:
             pass  # another file system: fall back to a copy
     if options.mode == "png":
-        im = Image.fromarray(load_image(c.item.path), mode="L")
+        im = Image.fromarray(load_image(src), mode="L")
         if options.png_size:
             im.thumbnail((options.png_size, options.png_size), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         im.save(buf, format="PNG")
         dest.write_bytes(buf.getvalue())
         return hashlib.sha256(buf.getvalue()).hexdigest()
-    shutil.copyfile(c.item.path, dest)
+    shutil.copyfile(src, dest)
     return None
 
 
@@ -131,21 +148,24 @@ def write_dataset(out: Path, result: BuildResult, progress: ProgressFn | None = 
     """Write the dataset folder OUT (replacing an old one only once the new one is complete);
     one ``write`` progress event per image."""
     out = Path(out).resolve()
-    kept = result.kept
+    table = result.table
+    kept = table.kept_rows().tolist()
     old = None
     try:
         with atomic_dir(out) as tmp:
             encoded = {}
-            for done, c in enumerate(kept, start=1):
-                digest = place_image(c, tmp / c.file, result.options)
+            for done, row in enumerate(kept, start=1):
+                file = table.file(row)
+                digest = place_image(table.path(row), tmp / file, result.options)
                 if digest is not None:
-                    encoded[c.file] = digest
+                    encoded[file] = digest
                 report(progress, "write", done, len(kept))
-            (tmp / "excluded.csv").write_text(csv_text(EXCLUDED_COLUMNS, excluded_rows(result.scans, result.candidates)), encoding="utf-8")
+            with open(tmp / "excluded.csv", "w", encoding="utf-8") as fh:  # newline translation as write_text had
+                write_csv(fh, EXCLUDED_COLUMNS, excluded_rows(result.scans, table))
             write_reports(tmp, result)
             # manifest last: its presence marks a complete dataset
             with open(tmp / MANIFEST_NAME, "w", encoding="utf-8", newline="") as fh:
-                write_csv(fh, COLUMNS, manifest_rows(result.candidates, encoded))
+                write_csv(fh, COLUMNS, manifest_rows(table, encoded))
             if out.exists():  # --overwrite: move the old dataset aside; deleted once the new one is in place
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
                 out.rename(old)

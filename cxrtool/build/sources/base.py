@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,16 +39,88 @@ class Item:
     reason: str = ""
 
 
+class Strings:
+    """Many short strings held as one UTF-8 blob plus end offsets (a million relative paths
+    as Python ``str`` objects took ~70 MB; here they take their bytes plus 8 per string).
+    Append-only; ``surrogatepass`` so any file name (undecodable bytes included) round-trips."""
+
+    __slots__ = ("_blob", "_ends")
+
+    def __init__(self, values: "Iterator[str] | None" = None) -> None:
+        self._blob = bytearray()
+        self._ends = array("q")
+        for v in values or ():
+            self.append(v)
+
+    def append(self, value: str) -> None:
+        self._blob += value.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._blob))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> str:
+        if i < 0:
+            i += len(self._ends)
+        end = self._ends[i]
+        start = self._ends[i - 1] if i > 0 else 0
+        return self._blob[start:end].decode("utf-8", "surrogatepass")
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+
+#: Label codes of a scan's files: 0 = no label, k = CLASSES[k - 1].
+NO_LABEL = 0
+
+
 @dataclass
 class Scan:
-    """Everything one source contributes: labelled items, plus what was skipped and why."""
+    """Everything one source contributes: its files (labelled or not, with the reason), plus
+    what was skipped and why.
+
+    The files are held compactly (relative paths and patients as :class:`Strings`, labels as
+    one byte each, the reasons of unlabelled files interned): ``items`` builds :class:`Item`
+    views on demand, for code that wants one object per file."""
 
     name: str
     kind: str
     root: Path
-    items: list[Item] = field(default_factory=list)
     population: str = "unknown"  # the adapter's POPULATION
     junk: Counter = field(default_factory=Counter)  # reason -> count (not images at all)
+    rels: Strings = field(default_factory=Strings)  # posix paths relative to root, scan order
+    patients: Strings = field(default_factory=Strings)
+    labels: bytearray = field(default_factory=bytearray)  # NO_LABEL or 1 + CLASSES index
+    reasons: dict[int, str] = field(default_factory=dict)  # file index -> why it has no label
+    _interned: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def add(self, rel: str, label: str | None, patient: str = "", reason: str = "") -> None:
+        """Record one file (``label`` None: excluded, for ``reason``)."""
+        if reason:
+            self.reasons[len(self.rels)] = self._interned.setdefault(reason, reason)
+        self.rels.append(rel)
+        self.patients.append(patient)
+        self.labels.append(NO_LABEL if label is None else 1 + CLASSES.index(label))
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    @property
+    def n_files(self) -> int:
+        return len(self.rels)
+
+    def label(self, i: int) -> str | None:
+        code = self.labels[i]
+        return None if code == NO_LABEL else CLASSES[code - 1]
+
+    def item(self, i: int) -> Item:
+        rel = self.rels[i]
+        return Item(self.root / rel, self.name, rel, self.label(i), self.patients[i], self.reasons.get(i, ""))
+
+    @property
+    def items(self) -> list[Item]:
+        """One :class:`Item` per file, in scan order (built on each access: a view)."""
+        return [self.item(i) for i in range(len(self.rels))]
 
 
 @dataclass(frozen=True)
@@ -119,9 +193,7 @@ class SourceAdapter:
                 scan.junk["thumbnail"] += 1
                 continue
             label, reason = self.label_for(rel)
-            scan.items.append(
-                Item(path, name, rel.as_posix(), label, self.patient_for(rel) if label else "", reason)
-            )
+            scan.add(rel.as_posix(), label, self.patient_for(rel) if label else "", reason)
         return scan
 
     def label_for(self, rel: Path) -> tuple[str | None, str]:
