@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 
-def _positions(i: Any, n: int) -> np.ndarray:
+def positions(i: Any, n: int) -> np.ndarray:
     """An index that is not an integer (slice, boolean mask, positions) as an array of positions."""
     if isinstance(i, slice):
         return np.arange(n)[i]
@@ -32,7 +32,7 @@ def _positions(i: Any, n: int) -> np.ndarray:
     return idx.astype(np.int64, copy=False).reshape(-1)
 
 
-def _one(i: Any, n: int) -> int | None:
+def one_row(i: Any, n: int) -> int | None:
     """``i`` as a position in ``0 .. n - 1`` when it is one integer (IndexError when out of range)."""
     if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
         j = int(i) + (n if i < 0 else 0)
@@ -76,10 +76,10 @@ class Strings(Sequence[str]):
         return len(self._starts)
 
     def __getitem__(self, i: Any) -> Any:
-        j = _one(i, len(self))
+        j = one_row(i, len(self))
         if j is not None:
             return self._data[self._starts[j] : self._ends[j]].decode("utf-8")
-        return self.take(_positions(i, len(self)))
+        return self.take(positions(i, len(self)))
 
     def take(self, positions: np.ndarray) -> Strings:
         """The rows at ``positions``, sharing this column's bytes."""
@@ -130,10 +130,10 @@ class Categorical(Sequence[str]):
         return len(self.codes)
 
     def __getitem__(self, i: Any) -> Any:
-        j = _one(i, len(self))
+        j = one_row(i, len(self))
         if j is not None:
             return self.names[self.codes[j]]
-        return Categorical(self.codes[_positions(i, len(self))], self.names)
+        return Categorical(self.codes[positions(i, len(self))], self.names)
 
     def __iter__(self) -> Iterator[str]:
         names = self.names
@@ -173,4 +173,4 @@ def code_dtype(n_names: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-__all__ = ["Categorical", "Strings", "code_dtype", "offset_dtype"]
+__all__ = ["Categorical", "Strings", "code_dtype", "offset_dtype", "one_row", "positions"]

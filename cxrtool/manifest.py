@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .columns import Categorical, Strings, code_dtype, offset_dtype
+from .columns import Categorical, Strings, code_dtype, offset_dtype, one_row, positions
 from .labels import CLASSES
 from .errors import DatasetError
 from .progress import ProgressFn, report
@@ -89,6 +89,16 @@ class Columns:
     lines: np.ndarray  # line of manifest.csv of each row
 
 
+def _column(name: str) -> property:
+    """The column ``name`` of :class:`Columns`, for the rows an :class:`Entries` selects."""
+
+    def get(self: Entries) -> Any:
+        col = getattr(self._columns, name)
+        return col if self._index is None else col[self._index]
+
+    return property(get, doc=f"The ``{name}`` of these rows, as a column.")
+
+
 class Entries(Sequence[Entry]):
     """The rows of a manifest, or of a selection of them (one split), held as columns.
 
@@ -108,27 +118,17 @@ class Entries(Sequence[Entry]):
     def __len__(self) -> int:
         return len(self._columns.lines) if self._index is None else len(self._index)
 
-    def _column(self, name: str) -> Any:
-        col = getattr(self._columns, name)
-        return col if self._index is None else col[self._index]
-
     def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
-            n = len(self)
-            j = int(i) + (n if i < 0 else 0)
-            if not 0 <= j < n:
-                raise IndexError(f"row {int(i)} of {n}")
-            if self._index is not None:
-                j = int(self._index[j])
-            c = self._columns
-            file = c.files[j]
-            return Entry(path=self.root / file, file=file, label=c.labels[j], split=c.splits[j],
-                         source=c.sources[j], group=c.groups[j], patient=c.patients[j], line=int(c.lines[j]),
-                         file_sha256=c.file_sha256[j])
-        rows = np.arange(len(self))[i] if isinstance(i, slice) else np.asarray(i)
-        if rows.dtype == bool:
-            rows = np.flatnonzero(rows)
-        return Entries(self.root, self._columns, rows if self._index is None else self._index[rows])
+        j = one_row(i, len(self))
+        if j is None:
+            rows = positions(i, len(self))
+            return Entries(self.root, self._columns, rows if self._index is None else self._index[rows])
+        if self._index is not None:
+            j = int(self._index[j])
+        c = self._columns
+        file = c.files[j]
+        return Entry(path=self.root / file, file=file, label=c.labels[j], split=c.splits[j], source=c.sources[j],
+                     group=c.groups[j], patient=c.patients[j], line=int(c.lines[j]), file_sha256=c.file_sha256[j])
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
@@ -136,37 +136,14 @@ class Entries(Sequence[Entry]):
     def __repr__(self) -> str:
         return f"Entries({self.root}, n={len(self)})"
 
-    @property
-    def files(self) -> Strings:
-        return self._column("files")
-
-    @property
-    def labels(self) -> Categorical:
-        return self._column("labels")
-
-    @property
-    def splits(self) -> Categorical:
-        return self._column("splits")
-
-    @property
-    def sources(self) -> Categorical:
-        return self._column("sources")
-
-    @property
-    def groups(self) -> Strings:
-        return self._column("groups")
-
-    @property
-    def patients(self) -> Strings:
-        return self._column("patients")
-
-    @property
-    def file_sha256(self) -> Strings:
-        return self._column("file_sha256")
-
-    @property
-    def lines(self) -> np.ndarray:
-        return self._column("lines")
+    files = _column("files")
+    labels = _column("labels")
+    splits = _column("splits")
+    sources = _column("sources")
+    groups = _column("groups")
+    patients = _column("patients")
+    file_sha256 = _column("file_sha256")
+    lines = _column("lines")
 
     def paths(self) -> Iterator[Path]:
         """The absolute path of every row's file, one at a time."""
