@@ -13,6 +13,11 @@ Per size, each side runs in its own subprocess, the old code taken from ``git ar
 interleaved: old cold, new cold, then ``--repeats`` x (old warm, new warm). Each side has its
 own hard-linked copy of the dataset so neither deletes the other's cache.
 
+``--old-ref`` may name any commit: against one that already has the memory-mapped split
+(e.g. 356c5cb), the two sides differ in how ``read_manifest`` holds the rows (one ``Entry``
+object per row vs columns), see docs/benchmarks.md. ``--old-cold-max`` (the old side's cache
+written from the new one's) assumes an old side with the v1 ``.npz`` cache.
+
 * cold: no cache yet; ``load_dataset`` builds it, then one whole epoch of the train split is
   read through ``make_feeder`` without a model (the memory of a build and of an epoch over
   every image; images/s of the feeder alone).

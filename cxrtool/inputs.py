@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .columns import Categorical
 from .labels import CLASSES
 from .errors import DatasetError
 from .imageio import load_image
@@ -41,7 +42,9 @@ RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype"
 @dataclass
 class SplitData:
     """One split at one image size: ``x`` (N, S, S) uint8, ``y`` (N,) int32 class indices,
-    ``sources`` (N,) the manifest's source of each image.
+    ``files`` and ``sources`` (N,) the manifest's file and source of each image (columns of the
+    manifest, :class:`~cxrtool.columns.Strings` and :class:`~cxrtool.columns.Categorical`, when
+    loaded by :func:`load_split`; any sequence of ``str`` otherwise).
 
     ``x`` is usually a read-only ``np.memmap`` of the split's cache: index it in batches
     (``x[i : i + b]``, ``x[sorted_indices]``); ``np.asarray(x, float)`` would read all of it."""
@@ -49,9 +52,9 @@ class SplitData:
     name: str
     x: np.ndarray
     y: np.ndarray
-    files: list[str]
+    files: Sequence[str]
     classes: tuple[str, ...]
-    sources: list[str] = field(default_factory=list)
+    sources: Sequence[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -63,9 +66,14 @@ class SplitData:
     def source_counts(self) -> dict[str, dict[str, int]]:
         """Images per source within each class: ``{class: {source: n}}``."""
         out: dict[str, dict[str, int]] = {c: {} for c in self.classes}
-        for label, source in zip(self.y, self.sources):
-            row = out[self.classes[label]]
-            row[source] = row.get(source, 0) + 1
+        n = min(len(self.y), len(self.sources))
+        if n == 0:
+            return out
+        sources = Categorical.of(self.sources[:n] if n < len(self.sources) else self.sources)
+        pairs, found = np.unique(np.stack([np.asarray(self.y[:n], np.int64), sources.codes.astype(np.int64)]),
+                                 axis=1, return_counts=True)
+        for (label, source), k in zip(pairs.T.tolist(), found.tolist()):
+            out[self.classes[label]][sources.names[source]] = k
         return {c: dict(sorted(row.items())) for c, row in out.items()}
 
 
@@ -101,11 +109,10 @@ def load_split(
     entries = manifest.split(split)
     classes = tuple(manifest.classes or CLASSES)
     index = {c: i for i, c in enumerate(classes)}
-    files = [e.file for e in entries]
-    sources = [e.source for e in entries]
-    y = np.asarray([index[e.label] for e in entries], dtype=np.int32)
+    labels = entries.labels  # the manifest's columns: no object per image
+    y = np.asarray([index[c] for c in labels.names], dtype=np.int32)[labels.codes]
     x = cached_split(manifest, entries, split, size, load_resized, cache=cache, workers=workers, progress=progress)
-    return SplitData(split, x, y, files, classes, sources)
+    return SplitData(split, x, y, entries.files, classes, entries.sources)
 
 
 @dataclass
@@ -132,11 +139,11 @@ def load_dataset(
     manifest = read_manifest(dataset)
     out = {}
     for split in splits:
-        if not manifest.split(split):
+        entries = manifest.split(split)
+        if not entries:
             raise DatasetError(f"{manifest.root}: the {split} split is empty (no rows with split={split} in the manifest)")
-        counts = {c: 0 for c in manifest.classes}
-        for e in manifest.split(split):
-            counts[e.label] += 1
+        found = entries.labels.counts()
+        counts = {c: found.get(c, 0) for c in manifest.classes}
         missing = [c for c, n in counts.items() if n == 0]
         if missing and split in require_all_classes:
             raise DatasetError(
@@ -172,7 +179,7 @@ def source_balanced_order(
     a new subset each epoch. The order is shuffled.
     """
     y = np.asarray(y)
-    sources = np.asarray(sources, dtype=str)
+    sources = Categorical.of(sources).sorted_codes()  # codes in the order of the sorted source names
     picked = []
     for c in np.unique(y):
         in_class = np.flatnonzero(y == c)

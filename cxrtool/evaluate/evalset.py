@@ -8,7 +8,7 @@ cannot be read instead of failing on them.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,10 +66,12 @@ def open_eval_set(path: str | Path, split: str = "test") -> EvalSet:
         manifest = read_manifest(root)
         entries = manifest.split(split)
         if not entries:
-            have = Counter(e.split for e in manifest.entries)
-            listing = ", ".join(f"{s} {have[s]}" for s in SPLITS if have[s]) or "no rows at all"
+            have = manifest.entries.splits.counts()
+            listing = ", ".join(f"{s} {have[s]}" for s in SPLITS if have.get(s)) or "no rows at all"
             raise DatasetError(f"{root}: the {split} split is empty (the manifest has {listing})")
-        items = [Item(e.path, e.file, e.label, e.source or "unknown", e.group or e.file) for e in entries]
+        # from the manifest's columns (an Entry per row would be made only to be dropped)
+        items = [Item(root / file, file, label, source or "unknown", group or file)
+                 for file, label, source, group in zip(entries.files, entries.labels, entries.sources, entries.groups)]
         return EvalSet(root, "dataset", split, tuple(manifest.classes), items, manifest.fingerprint, manifest)
     return _open_class_folders(root, split)
 
