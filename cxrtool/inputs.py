@@ -27,14 +27,8 @@ from .errors import DatasetError
 from .imageio import load_image
 from .manifest import Manifest, read_manifest
 from .progress import ProgressFn
-from .splitcache import ReadAhead, cache_path, cached_split, release_pages
+from .splitcache import ReadAhead, cache_path, cached_split, read_rows
 
-#: Bytes of a training split mapped through its memory map between two releases of its pages
-#: (:func:`cxrtool.splitcache.release_pages`): what an epoch adds to the RSS at most.
-RELEASE_BYTES = 256 << 20
-#: Pages a read fault maps around the page it needs (Linux ``fault_around_bytes``): a random
-#: batch maps up to this much per image beyond the image itself.
-FAULT_AROUND_BYTES = 64 << 10
 #: How every image becomes model input; recorded in each model's metadata.
 RESIZE = {"method": "bilinear", "library": "pillow", "aspect": "squash", "dtype": "uint8"}
 
@@ -238,9 +232,7 @@ def make_feeder(
                 raise DatasetError(f"the train split has {len(y)} images: fewer than one batch of {batch_size * self.processes}")
             self._order = self._permutation()
             # the next batches are read from the (memory-mapped) split while this one trains
-            batch_bytes = batch_size * (int(np.prod(x.shape[1:])) * x.itemsize + FAULT_AROUND_BYTES)
-            self._ahead = ReadAhead(self._batch, self.steps, release=lambda: release_pages(self.x),
-                                    release_every=max(1, RELEASE_BYTES // batch_bytes))
+            self._ahead = ReadAhead(self._batch, self.steps)
 
         def _permutation(self):
             idx = np.arange(len(self.y))
@@ -261,7 +253,7 @@ def make_feeder(
             size = self.batch_size * self.processes  # the global batch; this process reads its slice
             sel = np.sort(self._order[i * size : (i + 1) * size])
             sel = sel[self.process * self.batch_size : (self.process + 1) * self.batch_size]
-            xb = self.x[sel][..., None]
+            xb = read_rows(self.x, sel)[..., None]
             yb = self.y[sel]
             if self.weights is None:
                 return xb, yb

@@ -21,6 +21,7 @@ then memory grows with the split again.
 from __future__ import annotations
 
 import mmap
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -170,22 +171,30 @@ def cached_split(manifest: Manifest, entries: Sequence[Entry], split: str, size:
         return decode_in_memory(entries, size, split, load, workers=workers, progress=progress)
 
 
-def release_pages(x: np.ndarray) -> None:
-    """Unmap the pages of a memory-mapped array that this process has read.
+def read_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]`` (``rows`` sorted); from a memory-mapped cache file by reading the file, not the map.
 
     Pages read through a memory map count in the process' RSS until the kernel reclaims them,
-    so one epoch over a cache the size of RAM would look like a process holding all of it.
-    ``MADV_DONTNEED`` drops them from this process only: the data stays in the page cache, and
-    the next read of a page is a cheap minor fault. A no-op for an in-memory array or where
-    ``madvise`` is missing (not Linux/macOS).
+    and how many pages one read maps is the kernel's choice (fault-around, large folios):
+    measured here, an epoch over a 1.2 GB cache kept 390 MB mapped although the pages were
+    released every 256 MB counted at 64 kB per image. Read with ``os.preadv`` the data goes
+    through the page cache only, and the process holds the batch it asked for, whatever the
+    file's size. Anything but a whole memory-mapped ``.npy`` (an in-memory array, a view, a
+    platform without ``preadv``) is indexed as usual.
     """
-    mm = getattr(x, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return
+    if not (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.flags.c_contiguous
+            and x.filename and hasattr(os, "preadv")):
+        return x[rows]
+    out = np.empty((len(rows),) + x.shape[1:], x.dtype)
+    row_bytes = x.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
+    fd = os.open(x.filename, os.O_RDONLY)
     try:
-        mm.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError):  # a closed map, or a platform that refuses it
-        pass
+        for k, r in enumerate(rows):
+            if os.preadv(fd, [out[k]], x.offset + int(r) * row_bytes) != row_bytes:
+                raise DatasetError(f"{x.filename}: image cache shorter than its header says (row {int(r)})")
+    finally:
+        os.close(fd)
+    return out
 
 
 class ReadAhead:
@@ -193,13 +202,10 @@ class ReadAhead:
 
     ``read(i)`` must depend only on ``i`` and the current epoch: :meth:`reset` (at every epoch
     end) discards whatever was read ahead, so the batches are exactly those of a plain loop.
-    ``release`` (e.g. :func:`release_pages`) runs every ``release_every`` batches.
     """
 
-    def __init__(self, read: Callable[[int], tuple], n: int, *, depth: int = 2,
-                 release: Callable[[], None] | None = None, release_every: int = 0):
+    def __init__(self, read: Callable[[int], tuple], n: int, *, depth: int = 2):
         self._read, self._n, self._depth = read, n, depth
-        self._release, self._release_every, self._served = release, release_every, 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrtool-read-ahead")
         self._pending: dict[int, Future] = {}
 
@@ -210,11 +216,7 @@ class ReadAhead:
                 self._pending[j] = self._pool.submit(self._read, j)
         for j in [j for j in self._pending if j <= i]:  # out-of-order access: drop what it skipped
             self._pending.pop(j).cancel()
-        batch = future.result() if future is not None else self._read(i)
-        self._served += 1
-        if self._release is not None and self._release_every and self._served % self._release_every == 0:
-            self._release()
-        return batch
+        return future.result() if future is not None else self._read(i)
 
     def reset(self) -> None:
         for future in self._pending.values():
@@ -234,6 +236,6 @@ __all__ = [
     "decode_chunks",
     "decode_in_memory",
     "open_cache",
-    "release_pages",
+    "read_rows",
     "remove_stale",
 ]
