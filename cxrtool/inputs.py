@@ -267,6 +267,34 @@ def make_feeder(
     return Feeder()
 
 
+
+def make_val_feeder(x: np.ndarray, y: np.ndarray, batch_size: int, *, rows: np.ndarray | None = None):
+    """A ``keras.utils.PyDataset`` of the split's ``rows`` (default: all) in order, in batches of
+    ``batch_size`` (the last one smaller): ``(x[rows][..., None], y[rows])``.
+
+    For ``validation_data``: read with :func:`cxrtool.splitcache.read_rows` like the training
+    batches, so validating on a large memory-mapped split maps none of it into the process
+    (an array handed to ``fit`` is sliced through the map, every page read staying resident).
+    """
+    from .backend import import_keras
+
+    keras = import_keras()
+    rows = np.arange(len(y)) if rows is None else np.asarray(rows)
+
+    class ValFeeder(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self):
+            return -(-len(rows) // batch_size)
+
+        def __getitem__(self, i):
+            sel = rows[i * batch_size : (i + 1) * batch_size]
+            return read_rows(x, sel)[..., None], y[sel]
+
+    return ValFeeder()
+
+
 __all__ = [
     "Dataset",
     "RESIZE",
@@ -277,6 +305,7 @@ __all__ = [
     "load_resized",
     "load_split",
     "make_feeder",
+    "make_val_feeder",
     "resize_image",
     "source_balanced_order",
 ]

@@ -245,3 +245,25 @@ def test_an_epoch_over_a_memmapped_split_does_not_map_it(tmp_path):
     assert np.array_equal(read_rows(x, rows), x[rows])  # an in-memory array: plain indexing
     mapped[rows]  # the check itself can fail: indexing the map maps pages
     assert _mapped_kib(path) > 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc/self/smaps")
+def test_the_val_feeder_gives_the_rows_in_order_without_mapping_the_split(tmp_path):
+    """Validation reads the val split like the training batches (``read_rows``): the rows in
+    order, the last batch smaller, a process' strided share as asked, and nothing mapped."""
+    from cxrtool.inputs import make_val_feeder
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (1000, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, 3, 1000).astype(np.int32)
+    path = tmp_path / "val.npy"
+    np.save(path, x)
+    mapped = np.load(path, mmap_mode="r")
+    for rows in (None, np.arange(1, 1000, 2)[:496]):  # all; process 1 of 2, trimmed
+        want = np.arange(1000) if rows is None else rows
+        feeder = make_val_feeder(mapped, y, 64, rows=rows)
+        got = [feeder[i] for i in range(len(feeder))]
+        assert len(feeder) == -(-len(want) // 64) and len(got[-1][1]) == len(want) - 64 * (len(feeder) - 1)
+        assert np.array_equal(np.concatenate([b[0] for b in got]), x[want][..., None])
+        assert np.array_equal(np.concatenate([b[1] for b in got]), y[want])
+    assert _mapped_kib(path) == 0

@@ -301,21 +301,19 @@ def _leave() -> None:
     os._exit(_exit_code[0])
 
 
-def shard_validation(
-    x: np.ndarray, y: np.ndarray, topo: Topology, say: Callable[[str], None]
-) -> tuple[np.ndarray, np.ndarray]:
-    """This process' share of the val split, trimmed so every batch splits evenly over its devices."""
+def shard_validation(n: int, topo: Topology, say: Callable[[str], None]) -> np.ndarray:
+    """The rows of the val split (of ``n``) this process validates on, trimmed so every batch
+    splits evenly over its devices."""
     if not topo.parallel:
-        return x, y
-    n, processes, pid = len(y), topo.processes, topo.process_id
+        return np.arange(n)
+    processes, pid = topo.processes, topo.process_id
     local = max(1, topo.devices // processes)
-    x, y = x[pid::processes], y[pid::processes]
     keep = (n // processes) // local * local
     if keep < 1:
         raise DatasetError(f"the val split has {n} images: too few for {topo.devices} devices")
     if keep < n // processes or n % processes:
         say(f"validating on {keep * processes} of {n} val images (a multiple of the device count)")
-    return x[:keep], y[:keep]
+    return np.arange(pid, n, processes)[:keep]
 
 
 __all__ = ["Topology", "agree_seed", "finish", "is_collective_failure", "leave_at_exit", "local_copy",

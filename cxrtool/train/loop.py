@@ -29,7 +29,7 @@ from ..evaluate.calibration import calibrate
 from ..ood import fit_ood
 from ..errors import CxrError, DatasetError
 from ..locks import hold
-from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder
+from ..inputs import RESIZE, SplitData, balanced_class_weights, load_dataset, make_feeder, make_val_feeder
 from ..models import ArchSpec, backbone_layer_names, build_model, check_image_size, get_spec, normalise_weights
 from ..progress import ProgressFn, report
 from .callbacks import make_monitor
@@ -139,7 +139,8 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
             source_power=SOURCE_SAMPLING_POWER.get(o.sampling, 0.0),
         )
         steps = min(len(feeder), o.steps_per_epoch or len(feeder))
-        validation = shard_validation(val_split.x[..., None], val_split.y, topo, say)
+        validation = make_val_feeder(val_split.x, val_split.y, batch // topo.processes,
+                                     rows=shard_validation(len(val_split.y), topo, say))
 
         state = _open_run(plan, o, dataset, data.manifest.fingerprint, seed, batch, topo)
         monitor = make_monitor(
@@ -151,8 +152,7 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
             ),
         )
         try:
-            _fit_phases(keras, model, plan, o, state, feeder, steps, validation, batch // topo.processes,
-                        [monitor, *callbacks], say)
+            _fit_phases(keras, model, plan, o, state, feeder, steps, validation, [monitor, *callbacks], say)
             _restore_best(model, monitor, plan.files, topo)  # the best epoch becomes the model
         except Exception as exc:
             if topo.multiprocess and is_collective_failure(exc):
@@ -270,7 +270,7 @@ def _open_run(plan: RunPlan, o: TrainOptions, dataset, fingerprint: str, seed: i
 
 
 def _fit_phases(keras, model, plan: RunPlan, o: TrainOptions, state: dict, feeder, steps: int, validation,
-                val_batch: int, callbacks: list, say) -> None:
+                callbacks: list, say) -> None:
     """Train: an optional frozen-backbone warm-up, then everything; resumes mid-phase.
 
     Leaves every layer trainable again (as the model is saved).
@@ -303,7 +303,6 @@ def _fit_phases(keras, model, plan: RunPlan, o: TrainOptions, state: dict, feede
             initial_epoch=start_epoch,
             steps_per_epoch=steps if o.steps_per_epoch else None,
             validation_data=validation,
-            validation_batch_size=val_batch,
             callbacks=callbacks,
             verbose=0,
             # the feeder already draws each epoch's order from (seed, epoch); Keras' own batch
