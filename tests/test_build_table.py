@@ -87,16 +87,50 @@ def test_names_and_splits_are_mains(tmp_path: Path) -> None:
         assert c.item.path == src / r["source"] / r["source_file"]
 
 
-def test_split_codes_equal_assign_splits() -> None:
+def _greedy_split_reference(labels, groups, fractions, seed):
+    """The split algorithm as first written, one list and Counter per group (assign_splits
+    before split_codes replaced it): the oracle both must reproduce."""
+    from collections import Counter, defaultdict
+
+    from cxrtool.build.split import stable_key
+
+    members = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    class_total = Counter(labels)
+    filled = {s: Counter() for s in SPLITS}
+    result = [""] * len(labels)
+    for g in sorted(members, key=lambda g: (-len(members[g]), stable_key(seed, g))):
+        counts = Counter(labels[i] for i in members[g])
+        major = max(sorted(counts), key=lambda c: counts[c])
+        best, best_gap = SPLITS[0], None
+        for split, frac in zip(SPLITS, fractions):
+            if frac <= 0:
+                continue
+            target = frac * class_total[major]
+            gap = (target - filled[split][major]) / max(target, 1e-9)
+            if best_gap is None or gap > best_gap + 1e-12:
+                best, best_gap = split, gap
+        for i in members[g]:
+            result[i] = best
+        filled[best].update(counts)
+    return result
+
+
+def test_split_codes_and_assign_splits_equal_the_reference_greedy() -> None:
     rng = np.random.default_rng(1)
     for trial in range(40):
         n = int(rng.integers(1, 300))
         labels = rng.integers(0, 3, n)
         groups = rng.integers(1, int(rng.integers(1, n + 1)) + 1, n)
         fractions = [(0.7, 0.15, 0.15), (0.8, 0.2, 0.0), (0.5, 0.25, 0.25)][trial % 3]
-        expected = assign_splits([CLASSES[k] for k in labels], [f"g{g:06d}" for g in groups], fractions, trial)
+        names = [CLASSES[k] for k in labels]
+        expected = _greedy_split_reference(names, [f"g{g:06d}" for g in groups], fractions, trial)
         got = split_codes(labels, groups, fractions, trial, CLASSES)
         assert [SPLITS[k] for k in got] == expected, trial
+        free = [f"patient-{g * 7919 % 1000}" for g in groups]  # any group names, any label names
+        assert assign_splits(names, free, fractions, trial) == _greedy_split_reference(names, free, fractions, trial)
+    assert assign_splits([], [], (0.7, 0.15, 0.15), 0) == []
 
 
 def test_first_of_arrays_equal_strings() -> None:

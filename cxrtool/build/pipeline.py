@@ -189,7 +189,7 @@ def duplicate_step(table: CandidateTable, radius: int) -> dict:
         if len(labels) > 1:
             names = ", ".join(f"{table.key(r)} ({table.label_name(r)})" for r in rows[:6])
             conflicts.append({"cluster": cid, "labels": labels, "size": len(members), "members": [table.key(r) for r in rows]})
-            table.drop_rows(np.asarray(rows), "label conflict", f"duplicate cluster with labels {' vs '.join(labels)}: {names}")
+            table.drop(np.asarray(rows), "label conflict", f"duplicate cluster with labels {' vs '.join(labels)}: {names}")
             continue
         # best resolution first, then the first in stable (source, path) order
         best = min(range(len(rows)), key=lambda k: (-int(table.width[rows[k]]) * int(table.height[rows[k]]), table.key(rows[k])))
@@ -264,7 +264,7 @@ def balance_step(table: CandidateTable, options: BuildOptions) -> dict:
         for code in range(len(CLASSES)):
             rows = live[out & (table.label[live] == code)]
             if rows.size:
-                table.drop_rows(rows, "balanced out", f"class {CLASSES[code]} down-sampled to {options.per_class}")
+                table.drop(rows, "balanced out", f"class {CLASSES[code]} down-sampled to {options.per_class}")
         live = live[~out]
     counts = np.bincount(table.label[live], minlength=len(CLASSES))
     short = {

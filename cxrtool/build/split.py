@@ -8,7 +8,7 @@ same rows and seed give the same assignment whatever order they came in.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -80,41 +80,31 @@ def assign_splits(
 
     Groups are taken largest first (ties in seeded order), each to the split whose share of
     that group's majority class is furthest below target: the standard greedy for
-    stratified group splitting, exact enough and fully deterministic.
+    stratified group splitting, exact enough and fully deterministic. Lists of names in and
+    out; the work is :func:`split_codes`'s.
     """
-    members: dict[str, list[int]] = defaultdict(list)
-    for i, g in enumerate(groups):
-        members[g].append(i)
-    class_total = Counter(labels)
-    filled: dict[str, Counter] = {s: Counter() for s in SPLITS}
-    order = sorted(members, key=lambda g: (-len(members[g]), stable_key(seed, g)))
-    result = [""] * len(labels)
-    for g in order:
-        rows = members[g]
-        counts = Counter(labels[i] for i in rows)
-        major = max(sorted(counts), key=lambda c: counts[c])
-        best, best_gap = SPLITS[0], None
-        for split, frac in zip(SPLITS, fractions):
-            if frac <= 0:
-                continue
-            target = frac * class_total[major]
-            gap = (target - filled[split][major]) / max(target, 1e-9)
-            if best_gap is None or gap > best_gap + 1e-12:
-                best, best_gap = split, gap
-        for i in rows:
-            result[i] = best
-        filled[best].update(counts)
-    return result
+    if not len(labels):
+        return []
+    label_names = sorted(set(labels))
+    group_names = sorted(set(groups))
+    label_code = {c: k for k, c in enumerate(label_names)}
+    group_code = {g: k for k, g in enumerate(group_names)}
+    codes = split_codes(
+        np.fromiter((label_code[c] for c in labels), np.int64, len(labels)),
+        np.fromiter((group_code[g] for g in groups), np.int64, len(groups)),
+        fractions, seed, label_names, group_name=lambda g: group_names[g],
+    )
+    return [SPLITS[k] for k in codes.tolist()]
 
 
 def split_codes(
     labels: np.ndarray, groups: np.ndarray, fractions: tuple[float, float, float], seed: int,
     label_names: Sequence[str], group_name: Callable[[int], str] = lambda g: f"g{g:06d}",
 ) -> np.ndarray:
-    """:func:`assign_splits` on arrays, with the same result: LABELS as codes into
-    ``label_names``, GROUPS as integers named by ``group_name`` (the names order ties, as in
-    assign_splits). Returns each row's split as an index into ``SPLITS``. No Python list or
-    Counter per group: at a million singleton groups those took hundreds of MB."""
+    """The split of every row (an index into ``SPLITS``), as :func:`assign_splits` describes:
+    LABELS as codes into ``label_names``, GROUPS as integers named by ``group_name`` (the
+    names order ties). Arrays, no Python list or Counter per group: at a million singleton
+    groups those took hundreds of MB."""
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.size
     if n == 0:

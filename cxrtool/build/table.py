@@ -158,11 +158,8 @@ class CandidateTable:
             if a.error or a.error_kind:
                 self.errors[lo + k] = (a.error, a.error_kind)
 
-    def drop(self, row: int, reason: str, detail: str = "") -> None:
-        self.reason[row] = self.reasons.code(reason)
-        self.detail[row] = self.details.code(detail)
-
-    def drop_rows(self, rows: np.ndarray, reason: str, detail: str = "") -> None:
+    def drop(self, rows: int | np.ndarray, reason: str, detail: str = "") -> None:
+        """Mark one row (or an array of rows) as dropped, for REASON."""
         self.reason[rows] = self.reasons.code(reason)
         self.detail[rows] = self.details.code(detail)
 
