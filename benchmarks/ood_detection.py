@@ -15,7 +15,9 @@ percentile) with :func:`cxrtool.ood.fit_ood_model`, then scores, with every cand
   this set. ``fresh``: never used for a choice: generated pictures with other seeds and
   sizes, scikit-learn's two sample photographs in colour and in grey, the grey Grace Hopper,
   other crops of the MRI slice and the elevation maps, matplotlib's bivariate-normal density
-  and scikit-learn's handwritten digits (upscaled).
+  and scikit-learn's handwritten digits (upscaled). ``fresh2`` (benchmarks/ood_fresh2.py):
+  committed before the fine-detail image check was designed on the misses of ``fresh``, and
+  scored once after it (``--sets`` picks the sets; the default is all three).
 
 Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the larger of the
 feature and the layout score, each at its own val 99.5th percentile), each of the two alone,
@@ -121,6 +123,18 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
     return out
 
 
+def fresh2_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh2`` set (benchmarks/ood_fresh2.py), checked as predict checks a file."""
+    from cxrtool.imagecheck import check_image, colour_fraction
+    from ood_fresh2 import fresh2_images
+
+    out = []
+    for group, name, im in fresh2_images(per_kind):
+        g = np.asarray(im.convert("L"))
+        out.append((group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im))))
+    return out
+
+
 def probe_outputs(model, x: np.ndarray, batch: int = 64):
     """(probabilities, pooled features, logits) for (n, s, s) uint8 images."""
     from cxrtool.backend import import_keras
@@ -165,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25)
+    ap.add_argument("--sets", default="dev,fresh,fresh2", help="comma-separated: dev, fresh, fresh2")
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
@@ -189,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
               for s in ("train", "val", "test")}
     x = {s: sp.x for s, sp in splits.items()}
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
-    sets = {"dev": non_xray_images(args.figures, args.per_kind), "fresh": fresh_non_xray_images(args.per_kind)}
+    makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
+              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": lambda: fresh2_non_xray_images(args.per_kind)}
+    sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])
     outs = {k: probe_outputs(loaded.model, v) for k, v in x.items()}

@@ -1,8 +1,9 @@
 """Cheap image-level checks that need no model: is this picture a chest X-ray at all?
 
 A radiograph is grey, roughly square, has a spread of mid-tones, is smooth from pixel to
-pixel (anatomy, not sensor noise) and has a dark background in the lung fields with a bright
-mediastinum between them. A scanned letter, a photograph, a chart, random noise or a flat
+pixel (anatomy, not sensor noise) yet keeps some fine detail (ribs, vessels, film grain: it
+is not a picture blown up from a few pixels or a synthetic smooth field), and has a dark
+background in the lung fields with a bright mediastinum between them. A scanned letter, a photograph, a chart, random noise or a flat
 ramp breaks at least one of these. Each check is a number computed from a 64 x 64 grey
 thumbnail (plus the file's own size and colour), compared with a limit that real X-rays of
 the shared public sources stay well inside (measured in docs/ood.md).
@@ -24,6 +25,12 @@ NOT_XRAY = "not-a-chest-xray"
 #: Side of the thumbnail the statistics are computed on (independent of the model's size).
 THUMB = 64
 
+#: Side of the larger thumbnail the fine-detail statistic is computed on (from the full image).
+DETAIL = 256
+
+#: Below this short side the fine-detail statistic is not computed (too few pixels to judge).
+MIN_DETAIL_SIDE = 32
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -39,6 +46,7 @@ class Limits:
     min_roughness: float = 0.045  # ... and a perfectly smooth ramp or blob below
     max_inverted: float = 1.0  # (lung fields - mediastinum) / std: a negative (inverted) film above
     max_flat_regions: float = 0.45  # fraction of mid-grey pixels equal to their neighbours: drawn shapes above
+    min_detail: float = 0.016  # fine-detail energy / std at 256 px: blown-up small pictures, smooth fields below
 
 
 LIMITS = Limits()
@@ -64,10 +72,35 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
+def fine_detail(gray: np.ndarray) -> float:
+    """How much of an image's contrast sits in its finest detail: on a ``DETAIL`` px thumbnail
+    (the image itself when smaller), the standard deviation of what a 2x smaller copy cannot
+    hold, over the thumbnail's standard deviation. X-rays keep ribs, vessel edges and grain at
+    that scale even when compressed; a picture blown up from a few pixels, a ramp or a smooth
+    density field has next to none. NaN when the short side is under ``MIN_DETAIL_SIDE``."""
+    im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
+    if min(im.size) < MIN_DETAIL_SIDE:
+        return float("nan")
+    if min(im.size) > DETAIL:
+        im = im.resize((DETAIL, DETAIL), Image.BILINEAR)
+    t = np.asarray(im, dtype=np.float32)
+    std = float(t.std())
+    if std == 0:
+        return 0.0
+    # in float: rounding the smaller copy to 8 bits would add detail of its own
+    f = Image.fromarray(t, mode="F")
+    half = f.resize((f.width // 2, f.height // 2), Image.BOX).resize(f.size, Image.BILINEAR)
+    return float((t - np.asarray(half, dtype=np.float32)).std() / std)
+
+
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
-                colour: float = 0.0) -> dict[str, float]:
+                colour: float = 0.0, full: np.ndarray | None = None) -> dict[str, float]:
     """The numbers the checks compare: colour, aspect, std, midtones, bright, roughness,
-    inverted (lung fields brighter than the mediastinum), flat_regions."""
+    inverted (lung fields brighter than the mediastinum), flat_regions, detail.
+
+    ``full``: the image at its own resolution when ``gray`` is a smaller copy (``predict``
+    passes the model-size image as ``gray`` to save a resize): the fine detail is judged on it.
+    """
     t = thumbnail(gray)
     std = float(t.std())
     dy, dx = np.abs(np.diff(t, axis=0)), np.abs(np.diff(t, axis=1))
@@ -90,6 +123,7 @@ def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | Non
         "roughness": float(rough / std) if std > 0 else 0.0,
         "inverted": float((lungs - centre) / std) if std > 0 else 0.0,
         "flat_regions": flat_regions,
+        "detail": fine_detail(gray if full is None else full),
     }
 
 
@@ -114,14 +148,17 @@ def failed_checks(stats: dict[str, float], limits: Limits = LIMITS) -> list[str]
         failed.append("inverted")
     if stats["flat_regions"] > limits.max_flat_regions:
         failed.append("flat-regions")
+    if stats.get("detail", float("nan")) < limits.min_detail:  # NaN (too small to judge) compares False
+        failed.append("no-detail")
     return failed
 
 
 def check_image(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
-                colour: float = 0.0, limits: Limits = LIMITS) -> str | None:
-    """:data:`NOT_XRAY` when the image fails any check, else None."""
-    return NOT_XRAY if failed_checks(image_stats(gray, width=width, height=height, colour=colour), limits) else None
+                colour: float = 0.0, full: np.ndarray | None = None, limits: Limits = LIMITS) -> str | None:
+    """:data:`NOT_XRAY` when the image fails any check, else None (``full``: see :func:`image_stats`)."""
+    stats = image_stats(gray, width=width, height=height, colour=colour, full=full)
+    return NOT_XRAY if failed_checks(stats, limits) else None
 
 
-__all__ = ["LIMITS", "Limits", "NOT_XRAY", "THUMB", "check_image", "colour_fraction", "failed_checks",
-           "image_stats", "thumbnail"]
+__all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "THUMB", "check_image", "colour_fraction",
+           "failed_checks", "fine_detail", "image_stats", "thumbnail"]

@@ -107,9 +107,10 @@ def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None]:
     img = read_image(path)
     pixels = resize_image(img.pixels, size)
     # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
-    # (cheaper than shrinking the full image again), else from the full image
+    # (cheaper than shrinking the full image again), else from the full image; the fine
+    # detail is always judged on the full image
     source = pixels if size >= THUMB else img.pixels
-    return pixels, check_image(source, width=img.width, height=img.height, colour=img.colour)
+    return pixels, check_image(source, width=img.width, height=img.height, colour=img.colour, full=img.pixels)
 
 
 _END = object()
