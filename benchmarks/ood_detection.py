@@ -123,13 +123,17 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
     return out
 
 
-def fresh2_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str | None]]:
-    """The ``fresh2`` set (benchmarks/ood_fresh2.py), checked as predict checks a file."""
+def fresh2_non_xray_images(per_kind: int, which: str = "fresh2") -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh2`` or ``fresh3`` set (benchmarks/ood_fresh2.py, ood_fresh3.py), checked as
+    predict checks a file."""
     from cxrtool.imagecheck import check_image, colour_fraction
-    from ood_fresh2 import fresh2_images
 
+    if which == "fresh2":
+        from ood_fresh2 import fresh2_images as images
+    else:
+        from ood_fresh3 import fresh3_images as images
     out = []
-    for group, name, im in fresh2_images(per_kind):
+    for group, name, im in images(per_kind if which == "fresh2" else 20):
         g = np.asarray(im.convert("L"))
         out.append((group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im))))
     return out
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25)
-    ap.add_argument("--sets", default="dev,fresh,fresh2", help="comma-separated: dev, fresh, fresh2")
+    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3", help="comma-separated: dev, fresh, fresh2, fresh3")
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.imageio import read_image
     from cxrtool.inputs import cache_path, load_split, resize_image
     from cxrtool.manifest import read_manifest
-    from cxrtool.ood import QUANTILE, Stats, fit_ood_model, fit_stats, layout_thumbnails
+    from cxrtool.ood import QUANTILE, Stats, fit_ood_model, fit_stats, layout_thumbnails, picture_vectors, unpack
 
     label = args.label or args.model.stem
     args.out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     x = {s: sp.x for s, sp in splits.items()}
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
     makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
-              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": lambda: fresh2_non_xray_images(args.per_kind)}
+              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": lambda: fresh2_non_xray_images(args.per_kind),
+              "fresh3": lambda: fresh2_non_xray_images(args.per_kind, "fresh3")}
     sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])
@@ -222,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     record = loaded.info.extra["ood"]
     features = Stats.from_record(record)
     layout = Stats.from_record(record["layout"])
+    picture, picture_scale = Stats.from_record(record["picture"]), unpack(record["picture"]["scale"])
     y_train = splits["train"].y
     # each candidate: (scores, threshold); flagged above the threshold. The stored scores are
     # already divided by their thresholds; the others are thresholded at the val quantile
     # (energy is negative: comparing, not dividing, keeps its order)
-    scores = {"stored: max(features, layout)": {k: stored_scores(loaded, v) for k, v in x.items()},
+    scores = {"stored: max(features, layout, picture)": {k: stored_scores(loaded, v) for k, v in x.items()},
               "features (stored part)": {k: features.score(o[1]) for k, o in outs.items()},
-              "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()}}
+              "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()},
+              "picture (stored part)": {k: picture.score(picture_vectors(v) / picture_scale) for k, v in x.items()}}
     thresholds = dict.fromkeys(scores, 1.0)
     raw = {}
     for name, kw in (("mahalanobis-pca64", dict(dims=64, residual=False)),
@@ -252,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
             c[f"{k}_flagged_model"] = float(np.mean(flagged[k]))
             c[f"{k}_flagged_total"] = float(np.mean(flagged[k] | image_flag[k]))
         result["candidates"][name] = c
-    stored = scores["stored: max(features, layout)"]
+    stored = scores["stored: max(features, layout, picture)"]
     for k, items in sets.items():
         groups = np.asarray([g for g, *_ in items])
         both = (stored[k] > 1) | image_flag[k]
         result["groups"][k] = {g: {"n": int((groups == g).sum()), "image_check": int(image_flag[k][groups == g].sum()),
                                    "features": int((scores["features (stored part)"][k][groups == g] > 1).sum()),
                                    "layout": int((scores["layout (stored part)"][k][groups == g] > 1).sum()),
+                                   "picture": int((scores["picture (stored part)"][k][groups == g] > 1).sum()),
                                    "flagged": int(both[groups == g].sum())} for g in sorted(set(groups))}
         result[f"missed_{k}"] = [items[i][1] for i in np.flatnonzero(~both)]
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1))

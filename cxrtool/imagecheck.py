@@ -96,7 +96,8 @@ def fine_detail(gray: np.ndarray) -> float:
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
                 colour: float = 0.0, full: np.ndarray | None = None) -> dict[str, float]:
     """The numbers the checks compare: colour, aspect, std, midtones, bright, roughness,
-    inverted (lung fields brighter than the mediastinum), flat_regions, detail.
+    inverted (lung fields brighter than the mediastinum), flat_regions, detail; and the
+    histogram (black, white, quantiles q05 to q95) for the picture score.
 
     ``full``: the image at its own resolution when ``gray`` is a smaller copy (``predict``
     passes the model-size image as ``gray`` to save a resize): the fine detail is judged on it.
@@ -124,7 +125,26 @@ def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | Non
         "inverted": float((lungs - centre) / std) if std > 0 else 0.0,
         "flat_regions": flat_regions,
         "detail": fine_detail(gray if full is None else full),
+        # the grey-level histogram: no check of its own, part of the picture score (cxrtool.ood)
+        "black": float(np.mean(t <= 10)),
+        "white": float(np.mean(t >= 250)),
+        **{f"q{q:02d}": float(v) / 255.0 for q, v in zip((5, 25, 50, 75, 95), np.quantile(t, (0.05, 0.25, 0.5, 0.75, 0.95)))},
     }
+
+
+#: The statistics the model-fitted picture score (:mod:`cxrtool.ood`) compares jointly: each
+#: check looks at one number against a fixed limit; together they describe a chest film's
+#: contrast, texture and histogram, and a picture can pass every limit yet sit far from the
+#: training X-rays in all of them at once.
+PICTURE_KEYS = ("std", "midtones", "bright", "roughness", "inverted", "flat_regions", "detail", "black", "white",
+                "q05", "q25", "q50", "q75", "q95")
+
+
+def picture_vector(gray: np.ndarray) -> np.ndarray:
+    """:data:`PICTURE_KEYS` of one (model-size) grey image as a float vector (a NaN fine
+    detail, for an image too small to judge, counts as 0)."""
+    stats = image_stats(gray)
+    return np.nan_to_num(np.asarray([stats[k] for k in PICTURE_KEYS], np.float64), nan=0.0)
 
 
 def failed_checks(stats: dict[str, float], limits: Limits = LIMITS) -> list[str]:
@@ -160,5 +180,5 @@ def check_image(gray: np.ndarray, *, width: int | None = None, height: int | Non
     return NOT_XRAY if failed_checks(stats, limits) else None
 
 
-__all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "THUMB", "check_image", "colour_fraction",
-           "failed_checks", "fine_detail", "image_stats", "thumbnail"]
+__all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "check_image",
+           "colour_fraction", "failed_checks", "fine_detail", "image_stats", "picture_vector", "thumbnail"]

@@ -1,6 +1,6 @@
 """Know what you don't know: is an input like the images the model was trained on?
 
-Two judgements, both in the same run as the prediction:
+Four judgements, all in the same run as the prediction:
 
 * **Image checks** (:mod:`cxrtool.imagecheck`, no model): colour, aspect ratio, flat,
   binary (text, line art), white page, pixel noise, perfectly smooth ramps. A failure gives the
@@ -16,9 +16,16 @@ Two judgements, both in the same run as the prediction:
   the model-size image, standardised per image, against the training thumbnails (one class).
   A small cnn's features place some smooth grey pictures (an MRI slice, an elevation map) among
   its X-rays; their grey layout is nothing like a chest film's. Threshold: the val 99.5th
-  percentile too, so about 1% of val images are flagged by either score.
+  percentile too.
+* **Picture distance** (this module, no network): the same distance (one class) on the
+  image checks' statistics and the grey-level histogram of the model-size image
+  (:data:`cxrtool.imagecheck.PICTURE_KEYS`, each scaled by its training standard deviation).
+  Each image check compares one number with a fixed limit; a picture can pass every limit yet
+  sit far from the training X-rays in all of them together (a fractal, a cloud texture).
+  Threshold: the val 99.5th percentile, so about 1.5% of val images are flagged by one of the
+  three scores.
 
-``ood_score`` is the larger of distance / threshold over the two: above 1 gives
+``ood_score`` is the largest distance / threshold over the three: above 1 gives
 ``out-of-distribution``.
 
 The fitted statistics live in the model's metadata (``ModelInfo.extra["ood"]``, arrays as
@@ -54,7 +61,7 @@ OUT_OF_DISTRIBUTION = "out-of-distribution"
 FLAGS = (NOT_XRAY, OUT_OF_DISTRIBUTION)
 #: Principal components kept (fewer when the feature or the split is smaller).
 DIMS = 64
-#: Val-split quantile that becomes each score's threshold (two scores: about 1% of val flagged).
+#: Val-split quantile that becomes each score's threshold (three scores: about 1.5% of val flagged).
 QUANTILE = 0.995
 #: Side of the standardised grey thumbnail of the layout score.
 LAYOUT_SIDE = 24
@@ -163,6 +170,18 @@ def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE) -> np.ndarray:
     return out
 
 
+def picture_vectors(x: np.ndarray) -> np.ndarray:
+    """``(n, len(PICTURE_KEYS))`` statistics of model-size images ``x`` ((n, s, s) or
+    (n, s, s, 1)); the same function serves the fit and the scoring."""
+    from .imagecheck import PICTURE_KEYS, picture_vector
+
+    out = np.empty((len(x), len(PICTURE_KEYS)), np.float64)
+    for i in range(len(x)):  # image by image: ``x`` may be a memory map larger than memory
+        img = np.asarray(x[i]).reshape(x.shape[1], x.shape[2])
+        out[i] = picture_vector(np.clip(np.rint(img), 0, 255).astype(np.uint8) if img.dtype != np.uint8 else img)
+    return out
+
+
 def flag_for(score: float | None, image_flag: str | None) -> str:
     """The ``flag`` column: the image check first (it needs no model), then the distance."""
     if image_flag:
@@ -236,13 +255,20 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     val_scores = set_threshold(stats, f_val if len(f_val) else f_train, quantile)
     layout = fit_stats(layout_thumbnails(train_x), np.zeros(len(train_x)), dims=DIMS)
     layout_val = set_threshold(layout, layout_thumbnails(val_x if len(val_x) else train_x), quantile)
+    pictures = picture_vectors(train_x)
+    scale = pictures.std(axis=0) + 1e-6  # comparable units before the shrunk covariance
+    picture = fit_stats(pictures / scale, np.zeros(len(train_x)), dims=DIMS)
+    picture_val = set_threshold(picture, picture_vectors(val_x if len(val_x) else train_x) / scale, quantile)
     record = stats.to_record()
     record["layout"] = {**layout.to_record(), "side": LAYOUT_SIDE, "dims": int(layout.components.shape[0]),
                         "quantile": quantile, "val_flagged": float(np.mean(layout_val > 1.0))}
+    record["picture"] = {**picture.to_record(), "scale": pack(scale), "quantile": quantile,
+                         "val_flagged": float(np.mean(picture_val > 1.0))}
     record.update(method="mahalanobis-pca", feature_layer="avg_pool", dims=int(stats.components.shape[0]),
                   feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on, n_train=int(len(train_x)),
                   n_val=int(len(val_x)),
-                  val_flagged=float(np.mean((val_scores > 1.0) | (layout_val > 1.0))) if len(val_scores) else 0.0,
+                  val_flagged=float(np.mean((val_scores > 1.0) | (layout_val > 1.0) | (picture_val > 1.0)))
+                  if len(val_scores) else 0.0,
                   seconds=round(time.perf_counter() - t0, 2))
     return record
 
@@ -335,24 +361,29 @@ def one_blas_thread():
 
 @dataclass
 class Judge:
-    """One model's statistics: the feature distance and, for models fitted since the layout
-    score exists, the layout distance (None for older records)."""
+    """One model's statistics: the feature distance and, for models fitted since each exists,
+    the layout and the picture distances (None for older records)."""
 
     features: Stats
     layout: Stats | None = None
     side: int = LAYOUT_SIDE
+    picture: Stats | None = None
+    picture_scale: np.ndarray | None = None
 
     @classmethod
     def from_record(cls, r: dict) -> Judge:
-        lay = r.get("layout")
-        return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE)
+        lay, pic = r.get("layout"), r.get("picture")
+        return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE,
+                   Stats.from_record(pic) if pic else None, unpack(pic["scale"]) if pic else None)
 
     def score(self, feats: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``ood_score`` of each image: the larger of its feature and layout scores."""
+        """``ood_score`` of each image: the largest of its feature, layout and picture scores."""
         with one_blas_thread():
             s = self.features.score(feats)
             if self.layout is not None:
                 s = np.maximum(s, self.layout.score(layout_thumbnails(x, self.side)))
+            if self.picture is not None:
+                s = np.maximum(s, self.picture.score(picture_vectors(x) / self.picture_scale))
         return s
 
 
@@ -426,4 +457,5 @@ class Scorer:
 
 __all__ = ["DIMS", "FLAGS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
            "apply_on_flag", "feature_model", "fit_ood", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "layout_thumbnails", "pack",
+           "picture_vectors",
            "predict_features", "set_threshold", "unpack"]
