@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         shipped = predict_module.decode_and_check
 
         def decode_only(path: str, s: int):
-            return predict_module.decode_for_model(path, s), None
+            return predict_module.decode_for_model(path, s), None, None
 
         def run(loaded, decode) -> tuple[float, float]:
             """(images per wall second, images per CPU second of this process, all threads)."""

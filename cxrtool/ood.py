@@ -376,14 +376,16 @@ class Judge:
         return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE,
                    Stats.from_record(pic) if pic else None, unpack(pic["scale"]) if pic else None)
 
-    def score(self, feats: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``ood_score`` of each image: the largest of its feature, layout and picture scores."""
+    def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
+        """``ood_score`` of each image: the largest of its feature, layout and picture scores
+        (``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
         with one_blas_thread():
             s = self.features.score(feats)
             if self.layout is not None:
                 s = np.maximum(s, self.layout.score(layout_thumbnails(x, self.side)))
             if self.picture is not None:
-                s = np.maximum(s, self.picture.score(picture_vectors(x) / self.picture_scale))
+                p = picture_vectors(x) if pictures is None else pictures
+                s = np.maximum(s, self.picture.score(p / self.picture_scale))
         return s
 
 
@@ -441,17 +443,22 @@ class Scorer:
             scores += [None] * len(x) if s is None else [float(v) for v in s]
         return [(s, flag_for(s, f)) for s, f in zip(scores, image_flags)]
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32."""
+    def predict(self, x: np.ndarray, pictures: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32
+        (``pictures``: :func:`picture_vectors` of ``x``, when computed elsewhere: ``predict``
+        computes them in its decoding threads)."""
         if self.probe is not None:
             probs, feats = self.probe.predict_on_batch(x)
-            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x)
+            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures)
         probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
         if not self.members:
             return probs, None
         # a member's layout statistics were fitted at its own size; its thumbnail here comes
         # from the ensemble-size input (both are the same film shrunk to 24 px)
-        scores = np.stack([judge.score(np.asarray(probe.predict_on_batch(x)), x) for probe, judge in self.members])
+        # (the picture statistics likewise: measured on the ensemble-size image)
+        if pictures is None and any(judge.picture is not None for _, judge in self.members):
+            pictures = picture_vectors(x)
+        scores = np.stack([judge.score(np.asarray(probe.predict_on_batch(x)), x, pictures) for probe, judge in self.members])
         return probs, scores.max(axis=0)
 
 

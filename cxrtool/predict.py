@@ -97,20 +97,25 @@ def decode_for_model(path: str, size: int) -> np.ndarray:
     return resize_image(read_image(path).pixels, size)
 
 
-def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None]:
+def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None, np.ndarray]:
     """:func:`decode_for_model` plus the image-level checks (the file's colour and size, the
-    grey levels): ``(pixels, "not-a-chest-xray" or None)``."""
-    from .imagecheck import THUMB, check_image
+    grey levels) and the statistics of the picture score (:func:`cxrtool.ood.picture_vectors`),
+    here in a decoding thread rather than beside the model: ``(pixels, "not-a-chest-xray" or
+    None, picture vector)``."""
+    from .imagecheck import LIMITS, NOT_XRAY, THUMB, failed_checks, image_stats, picture_vector
     from .inputs import resize_image
     from .imageio import read_image
 
     img = read_image(path)
     pixels = resize_image(img.pixels, size)
     # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
-    # (cheaper than shrinking the full image again), else from the full image; the fine
-    # detail is always judged on the full image
-    source = pixels if size >= THUMB else img.pixels
-    return pixels, check_image(source, width=img.width, height=img.height, colour=img.colour, full=img.pixels)
+    # (cheaper than shrinking the full image again; then the picture score reuses them), else
+    # from the full image; the fine detail is always judged on the full image
+    big_enough = size >= THUMB
+    stats = image_stats(pixels if big_enough else img.pixels, width=img.width, height=img.height, colour=img.colour,
+                        full=img.pixels)
+    flag = NOT_XRAY if failed_checks(stats, LIMITS) else None
+    return pixels, flag, picture_vector(pixels, stats if big_enough else None)
 
 
 _END = object()
@@ -191,11 +196,12 @@ def predict_stream(
             if not batch:
                 continue
             rows: list[Prediction] = []
-            pixels, where = [], []
+            pixels, pictures, where = [], [], []
             for path, fut in batch:
                 try:
-                    px, image_flag = fut.result()
+                    px, image_flag, picture = fut.result()
                     pixels.append(px)
+                    pictures.append(picture)
                     where.append(len(rows))
                     rows.append(Prediction(path, flag=image_flag or ""))
                 except Exception as exc:  # one bad file never stops the run
@@ -206,7 +212,8 @@ def predict_stream(
                 # compiles a few times at most instead of once per odd batch size
                 bucket = min(batch_size, 1 << (n - 1).bit_length())
                 x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
-                probs, scores = scorer.predict(x)
+                known = all(p is not None for p in pictures)  # (a replaced decoder may not give them)
+                probs, scores = scorer.predict(x, pictures=np.stack(pictures + [pictures[-1]] * (bucket - n)) if known else None)
                 probs = probs[:n]
                 for j, (k, p) in enumerate(zip(where, probs)):
                     top = int(np.argmax(p))
