@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
               "features (stored part)": {k: features.score(o[1]) for k, o in outs.items()},
               "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()},
               "picture (stored part)": {k: picture.score(picture_vectors(v) / picture_scale) for k, v in x.items()}}
+    scores["max(features, layout): without the picture part"] = {
+        k: np.maximum(scores["features (stored part)"][k], scores["layout (stored part)"][k]) for k in x}
     thresholds = dict.fromkeys(scores, 1.0)
     raw = {}
     for name, kw in (("mahalanobis-pca64", dict(dims=64, residual=False)),

@@ -28,13 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         none = np.zeros(len(z["val"]), bool)
         series = [("val split (thresholds fitted here)", z["val"], none, "tab:blue"),
                   ("test split", z["test"], np.zeros(len(z["test"]), bool), "tab:green")]
-        gen = [(z[k][g], z[f"image_flag_{k}"][g]) for k in ("dev", "fresh")
-               for g in [np.char.startswith(z[f"groups_{k}"].astype(str), "generated")]]
-        series.append(("generated non-X-rays (dev + fresh)", np.r_[gen[0][0], gen[1][0]], np.r_[gen[0][1], gen[1][1]], "tab:red"))
-        for k, what, colour in (("dev", "photos, logo, MRI, maps, own figures (dev)", "tab:orange"),
-                                ("fresh", "photos (colour, grey), MRI, maps, digits (fresh)", "tab:purple")):
-            g = ~np.char.startswith(z[f"groups_{k}"].astype(str), "generated")
-            series.append((what, z[k][g], z[f"image_flag_{k}"][g], colour))
+        def pooled(keys):
+            keys = [k for k in keys if k in z]
+            return np.concatenate([z[k] for k in keys]), np.concatenate([z[f"image_flag_{k}"] for k in keys])
+
+        for keys, what, colour in ((("dev", "fresh"), "dev + fresh non-X-rays (the settings were chosen on these)", "tab:red"),
+                                   (("fresh2",), "fresh2 non-X-rays (the picture score was designed on their misses)", "tab:orange"),
+                                   (("fresh3",), "fresh3 non-X-rays (scored once, after every choice)", "tab:purple")):
+            if any(k in z for k in keys):
+                series.append((what, *pooled(keys), colour))
         for name, v, checked, colour in series:
             flagged = np.mean((v > 1) | checked)
             ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=2.2, color=colour,
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
         ax.text(1.1, 0.97, "threshold = 1\n(val 99.5th pct.\nof each score)", transform=ax.get_xaxis_transform(), va="top", fontsize=10)
         ax.set_xscale("log")
-        ax.set_xlabel("ood_score (larger of feature and layout distance / threshold; log scale)", fontsize=11)
+        ax.set_xlabel("ood_score (largest of the feature, layout and picture distances / threshold; log scale)", fontsize=11)
         ax.set_ylabel("fraction of the group per bin", fontsize=11)
         ax.set_title(title or Path(path).stem, fontsize=12)
         ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
