@@ -282,7 +282,7 @@ def test_train_stores_the_statistics_and_they_load_in_safe_mode(models):
     assert layout["side"] == 24 and layout["threshold"] > 0 and layout["quantile"] == record["quantile"] == 0.995
     assert 0 <= layout["val_flagged"] <= record["val_flagged"] <= 1
     picture = record["picture"]  # the picture statistics: one scale per statistic, its own threshold
-    assert picture["threshold"] > 0 and picture["quantile"] == 0.995 and len(unpack(picture["scale"])) == 14
+    assert picture["threshold"] > 0 and picture["quantile"] == 0.995 and len(unpack(picture["scale"])) == 13
     assert 0 <= picture["val_flagged"] <= record["val_flagged"] <= 1
     loaded = load_model(models["trained"])
     from cxrtool.ood import Scorer
