@@ -72,14 +72,6 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
-def _std(a: np.ndarray) -> float:
-    """Standard deviation in float64 from two sums (cheaper than ``ndarray.std`` on the small
-    arrays the checks use, per image in ``predict``'s decoding threads)."""
-    v = np.asarray(a, np.float64).ravel()
-    mean = v.sum() / v.size
-    return float(np.sqrt(max(float(np.dot(v, v)) / v.size - mean * mean, 0.0)))
-
-
 def fine_detail(gray: np.ndarray) -> float:
     """How much of an image's contrast sits in its finest detail: on a ``DETAIL`` px thumbnail
     (the image itself when smaller), the standard deviation of what a 2x smaller copy cannot
@@ -96,10 +88,10 @@ def fine_detail(gray: np.ndarray) -> float:
     even = f.width % 2 == 0 and f.height % 2 == 0
     half = f.reduce(2) if even else f.resize((f.width // 2, f.height // 2), Image.BOX)
     t = np.asarray(f)
-    std = _std(t)
-    if std == 0:
+    std = float(t.std())  # (not a BLAS dot product: this runs in predict's decoding threads, and
+    if std == 0:  # OpenBLAS's own threads would spin beside XLA's: ~40% of predict's throughput)
         return 0.0
-    return _std(t - np.asarray(half.resize(f.size, Image.BILINEAR))) / std
+    return float((t - np.asarray(half.resize(f.size, Image.BILINEAR))).std()) / std
 
 
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
