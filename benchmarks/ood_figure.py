@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for keys, what, colour in ((("dev", "fresh"), "dev + fresh non-X-rays (the settings were chosen on these)", "tab:red"),
                                    (("fresh2",), "fresh2 non-X-rays (the picture score was designed on their misses)", "tab:orange"),
-                                   (("fresh3",), "fresh3 non-X-rays (scored once, after every choice)", "tab:purple")):
+                                   (("fresh3",), "fresh3 non-X-rays (scored after every detection choice)", "tab:purple")):
             if any(k in z for k in keys):
                 series.append((what, *pooled(keys), colour))
         for name, v, checked, colour in series:
