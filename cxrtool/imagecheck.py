@@ -3,8 +3,8 @@
 A radiograph is grey, roughly square, has a spread of mid-tones, is smooth from pixel to
 pixel (anatomy, not sensor noise) yet keeps some fine detail (ribs, vessels, film grain: it
 is not a picture blown up from a few pixels or a synthetic smooth field), and has a dark
-background in the lung fields with a bright mediastinum between them. A scanned letter, a photograph, a chart, random noise or a flat
-ramp breaks at least one of these. Each check is a number computed from a 64 x 64 grey
+background in the lung fields with a bright mediastinum between them. A scanned letter, a
+photograph, a chart, random noise or a flat ramp breaks at least one of these. Each check is a number computed from a 64 x 64 grey
 thumbnail (plus the file's own size and colour), compared with a limit that real X-rays of
 the shared public sources stay well inside (measured in docs/ood.md).
 
