@@ -169,15 +169,23 @@ _DRAW2 = {"blobs": _blobs, "clouds": _clouds, "interference": _interference, "up
           "chart": _chart}
 
 _SIZES = [(256, 256), (300, 400), (400, 300), (512, 512), (224, 224)]
+assert tuple(_DRAW2) == KINDS2
+
+
+def draw_set(label: str, draw: dict, sizes: list[tuple[int, int]], seed: int,
+             per_kind: int) -> list[tuple[str, str, Image.Image]]:
+    """``per_kind`` pictures of each kind in ``draw`` (name -> drawer), the i-th of kind k drawn
+    with the generator seeded ``[seed + i, k]`` at ``sizes[i % len(sizes)]``."""
+    out = []
+    for k, (kind, drawer) in enumerate(draw.items()):
+        for i in range(per_kind):
+            rng = np.random.default_rng([seed + i, k])
+            out.append((f"{label}-generated:{kind}", f"{kind}-{seed + i}", drawer(rng, *sizes[i % len(sizes)])))
+    return out
 
 
 def generated(per_kind: int = 25) -> list[tuple[str, str, Image.Image]]:
-    out = []
-    for k, kind in enumerate(KINDS2):
-        for i in range(per_kind):
-            rng = np.random.default_rng([9000 + i, k])
-            out.append((f"fresh2-generated:{kind}", f"{kind}-{9000 + i}", _DRAW2[kind](rng, *_SIZES[i % len(_SIZES)])))
-    return out
+    return draw_set("fresh2", _DRAW2, _SIZES, 9000, per_kind)
 
 
 def sample_series() -> list[tuple[str, str, Image.Image]]:

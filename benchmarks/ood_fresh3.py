@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ood_fresh2 import _grey, found
+from ood_fresh2 import _grey, draw_set, found
 
 #: Generated kinds of fresh3.
 KINDS3 = ("knee", "pelvis", "spine-lateral", "mammogram", "ct-slice", "ultrasound", "grain-ramp", "stars", "spiral",
@@ -176,15 +176,11 @@ _DRAW3 = {"knee": _knee, "pelvis": _pelvis, "spine-lateral": _spine_lateral, "ma
           "spiral": _spiral, "rings": _rings, "barcode": _barcode, "contours": _contours}
 
 _SIZES3 = [(320, 256), (256, 256), (480, 400), (600, 600), (256, 320)]
+assert tuple(_DRAW3) == KINDS3
 
 
 def generated3(per_kind: int = 20) -> list[tuple[str, str, Image.Image]]:
-    out = []
-    for k, kind in enumerate(KINDS3):
-        for i in range(per_kind):
-            rng = np.random.default_rng([13000 + i, k])
-            out.append((f"fresh3-generated:{kind}", f"{kind}-{13000 + i}", _DRAW3[kind](rng, *_SIZES3[i % len(_SIZES3)])))
-    return out
+    return draw_set("fresh3", _DRAW3, _SIZES3, 13000, per_kind)
 
 
 def fresh3_images(per_kind: int = 20) -> list[tuple[str, str, Image.Image]]:
