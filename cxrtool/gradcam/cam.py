@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..models.names import LOGITS_LAYER
+from ..models.names import LOGITS_LAYER, TEMPERATURE_LAYER
 from .layers import check_layer, default_layer, split_model, tokens_to_grid
 
 __all__ = ["BaseCAM", "CAMResult", "METHODS"]
@@ -36,7 +36,7 @@ class CAMResult:
     maps: np.ndarray  # (N, h, w) float32, >= 0, not normalised
     class_index: np.ndarray  # (N,) the class each map explains
     logits: np.ndarray  # (N, n_classes)
-    probabilities: np.ndarray  # (N, n_classes), softmax of logits
+    probabilities: np.ndarray  # (N, n_classes), softmax of logits / the model's temperature: what predict reports
     layer: str
 
 
@@ -62,6 +62,7 @@ class BaseCAM(ABC):
         self.model = model
         self.layer = check_layer(model, target_layer) if target_layer else default_layer(model, info)
         self.split = split_model(model, self.layer, logits_layer)
+        self.temperature = _temperature(model)
         self.batch_size = max(1, int(batch_size))
         self._fn = None  # jitted _compute
         self._fb = None  # jitted _forward_backward
@@ -156,7 +157,7 @@ class BaseCAM(ABC):
             maps=np.concatenate(maps).astype(np.float32),
             class_index=np.concatenate(chosen).astype(np.int32),
             logits=logits_all,
-            probabilities=_softmax(logits_all),
+            probabilities=_softmax(logits_all / self.temperature),
             layer=self.layer,
         )
 
@@ -166,6 +167,16 @@ def _targets(class_index: int | Sequence[int] | None, n: int) -> np.ndarray:
     if class_index is None:
         return np.full(n, -1, np.int32)
     return np.broadcast_to(np.asarray(class_index, np.int32), (n,)).copy()
+
+
+def _temperature(model) -> float:
+    """A calibrated model's temperature (its ``logits -> temperature -> probs`` layer), else 1:
+    the CAM works from the logits, and its probabilities must be the ones ``predict`` reports."""
+    try:
+        layer = model.get_layer(TEMPERATURE_LAYER)
+    except ValueError:
+        return 1.0
+    return float(layer.temperature) if getattr(layer, "inputs_kind", "logits") == "logits" else 1.0
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

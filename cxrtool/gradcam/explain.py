@@ -136,33 +136,15 @@ def explain(loaded, images: Sequence[np.ndarray], *, layer: str | None = None, c
     cam = cams[key]
     x = model_input(images, info.image_size)
     result = cam(x, target)
-    probabilities = calibrated_probabilities(loaded.model, result.logits, result.probabilities)
     boxes = cropped_boxes(loaded.model, x)
     out = []
     for i, img in enumerate(images):
         h, w = img.shape[:2]
         box = None if boxes is None else tuple(float(v) for v in boxes[i])
         heat = normalise_map(place_map(result.maps[i], h, w, box))
-        out.append(_explanation(heat, probabilities[i], int(result.class_index[i]), classes, cam.layer,
+        out.append(_explanation(heat, result.probabilities[i], int(result.class_index[i]), classes, cam.layer,
                                 result.maps[i].shape, box=box))
     return out
-
-
-def calibrated_probabilities(model, logits: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """The probabilities ``predict`` reports: the CAM's softmax of the logits, divided first by
-    the model's temperature when it has one (a calibrated model's ``logits -> temperature ->
-    probs``), so ``gradcam`` and ``predict`` print the same number for the same image."""
-    from ..models.names import TEMPERATURE_LAYER
-
-    try:
-        layer = model.get_layer(TEMPERATURE_LAYER)
-    except ValueError:
-        return probabilities
-    if getattr(layer, "inputs_kind", "logits") != "logits":
-        return probabilities
-    z = np.asarray(logits, np.float64) / float(layer.temperature)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _explanation(heat, probs, target_index, classes, layer, grid, members=(), box=None) -> Explanation:
