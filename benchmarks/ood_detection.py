@@ -43,7 +43,7 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     from PIL import Image
     import matplotlib.cbook as cbook
 
-    from cxrtool.imagecheck import check_image, colour_fraction
+    from cxrtool.imagecheck import check_image
     from cxrtool.imageio import read_image
     from cxrtool.synthetic.nonxray import KINDS, make_non_xray
 
@@ -51,10 +51,7 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     for kind in KINDS:
         for i in range(per_kind):
             size = [(256, 256), (320, 240), (240, 320), (512, 512)][i % 4]
-            im = make_non_xray(kind, 1000 + i, size)
-            g = np.asarray(im.convert("L"))
-            out.append((f"generated:{kind}", f"{kind}-{i}", g,
-                        check_image(g, width=im.width, height=im.height, colour=colour_fraction(im))))
+            out.append(checked_item(f"generated:{kind}", f"{kind}-{i}", make_non_xray(kind, 1000 + i, size)))
     sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
     pics = []
     for name in ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png"):
@@ -68,10 +65,7 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     for name, im in pics:  # and a few crops of each: more samples of the same kinds of content
         w, h = im.size
         for j, box in enumerate([(0, 0, w, h), (0, 0, w // 2, h // 2), (w // 2, h // 2, w, h), (w // 4, h // 4, 3 * w // 4, 3 * h // 4)]):
-            c = im.crop(box)
-            g = np.asarray(c.convert("L"))
-            out.append((f"matplotlib:{name}", f"{name}#{j}", g,
-                        check_image(g, width=c.width, height=c.height, colour=colour_fraction(c))))
+            out.append(checked_item(f"matplotlib:{name}", f"{name}#{j}", im.crop(box)))
     for folder in figure_dirs:
         for p in sorted(folder.rglob("*.png")):
             img = read_image(p)
@@ -86,18 +80,13 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
     import matplotlib.cbook as cbook
     from sklearn.datasets import load_digits, load_sample_image
 
-    from cxrtool.imagecheck import check_image, colour_fraction
     from cxrtool.synthetic.nonxray import KINDS, make_non_xray
-
-    def item(group, name, im):
-        g = np.asarray(im.convert("L"))
-        return (group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im)))
 
     out = []
     for kind in KINDS:
         for i in range(per_kind):
             size = [(300, 300), (384, 288), (288, 384), (640, 640), (200, 200)][i % 5]
-            out.append(item(f"generated:{kind}", f"{kind}-{5000 + i}", make_non_xray(kind, 5000 + i, size)))
+            out.append(checked_item(f"generated:{kind}", f"{kind}-{5000 + i}", make_non_xray(kind, 5000 + i, size)))
     sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
     pics = [(f"sklearn:{n} (colour)", Image.fromarray(load_sample_image(n))) for n in ("china.jpg", "flower.jpg")]
     pics += [(f"sklearn:{n} (grey)", Image.fromarray(load_sample_image(n)).convert("L")) for n in ("china.jpg", "flower.jpg")]
@@ -115,28 +104,35 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
         w, h = im.size
         for j, box in enumerate([(w // 2, 0, w, h), (0, h // 2, w // 2, h), (w // 5, h // 5, 4 * w // 5, 4 * h // 5),
                                  (0, 0, w, h * 2 // 3)]):
-            out.append(item(group, f"{group}#{j}", im.crop(box)))
+            out.append(checked_item(group, f"{group}#{j}", im.crop(box)))
     digits = load_digits().images
     for i in range(0, 40, 2):  # 20 digits, upscaled 8 -> 128 px
         d = Image.fromarray((digits[i] * 255 / 16).astype(np.uint8)).resize((128, 128), Image.BICUBIC)
-        out.append(item("sklearn:digits", f"digit-{i}", d))
+        out.append(checked_item("sklearn:digits", f"digit-{i}", d))
     return out
 
 
-def fresh2_non_xray_images(per_kind: int, which: str = "fresh2") -> list[tuple[str, str, np.ndarray, str | None]]:
-    """The ``fresh2`` or ``fresh3`` set (benchmarks/ood_fresh2.py, ood_fresh3.py), checked as
-    predict checks a file."""
+def checked_item(group: str, name: str, im) -> tuple[str, str, np.ndarray, str | None]:
+    """``(group, name, grey pixels, image-check flag)`` of a Pillow image, checked as predict
+    checks a file (its own colour and size)."""
     from cxrtool.imagecheck import check_image, colour_fraction
 
-    if which == "fresh2":
-        from ood_fresh2 import fresh2_images as images
-    else:
-        from ood_fresh3 import fresh3_images as images
-    out = []
-    for group, name, im in images(per_kind if which == "fresh2" else 20):
-        g = np.asarray(im.convert("L"))
-        out.append((group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im))))
-    return out
+    g = np.asarray(im.convert("L"))
+    return (group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im)))
+
+
+def fresh2_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh2`` set (benchmarks/ood_fresh2.py: 25 of each generated kind)."""
+    from ood_fresh2 import fresh2_images
+
+    return [checked_item(*item) for item in fresh2_images()]
+
+
+def fresh3_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh3`` set (benchmarks/ood_fresh3.py: 20 of each generated kind)."""
+    from ood_fresh3 import fresh3_images
+
+    return [checked_item(*item) for item in fresh3_images()]
 
 
 def probe_outputs(model, x: np.ndarray, batch: int = 64):
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
-    ap.add_argument("--per-kind", type=int, default=25)
+    ap.add_argument("--per-kind", type=int, default=25, help="generated pictures of each kind in dev and fresh")
     ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3", help="comma-separated: dev, fresh, fresh2, fresh3")
     args = ap.parse_args(argv)
 
@@ -209,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     x = {s: sp.x for s, sp in splits.items()}
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
     makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
-              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": lambda: fresh2_non_xray_images(args.per_kind),
-              "fresh3": lambda: fresh2_non_xray_images(args.per_kind, "fresh3")}
+              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": fresh2_non_xray_images, "fresh3": fresh3_non_xray_images}
     sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])

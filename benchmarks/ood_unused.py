@@ -16,18 +16,27 @@ import time
 from pathlib import Path
 
 
+#: Where the shared sources are, beside this checkout.
+SOURCES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sources"
+
+
+def unused_images(data: Path, sources: Path) -> list[Path]:
+    """The source files of a dataset build's ``balanced out`` rows (``excluded.csv``)."""
+    with open(data / "excluded.csv", newline="") as f:
+        return [sources / r["source"] / r["source_file"] for r in csv.DictReader(f) if r["reason"] == "balanced out"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
     ap.add_argument("data", type=Path)
-    ap.add_argument("--sources", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sources")
+    ap.add_argument("--sources", type=Path, default=SOURCES)
     args = ap.parse_args(argv)
 
     from cxrtool.artifact import load_model
     from cxrtool.predict import predict_paths
 
-    with open(args.data / "excluded.csv", newline="") as f:
-        unused = [args.sources / r["source"] / r["source_file"] for r in csv.DictReader(f) if r["reason"] == "balanced out"]
+    unused = unused_images(args.data, args.sources)
     loaded = load_model(args.model)
     t0 = time.perf_counter()
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])

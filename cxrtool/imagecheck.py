@@ -88,8 +88,10 @@ def fine_detail(gray: np.ndarray) -> float:
     even = f.width % 2 == 0 and f.height % 2 == 0
     half = f.reduce(2) if even else f.resize((f.width // 2, f.height // 2), Image.BOX)
     t = np.asarray(f)
-    std = float(t.std())  # (not a BLAS dot product: this runs in predict's decoding threads, and
-    if std == 0:  # OpenBLAS's own threads would spin beside XLA's: ~40% of predict's throughput)
+    # numpy's own reductions, no BLAS call: this runs in predict's decoding threads, where
+    # OpenBLAS's threads would spin beside XLA's (a dot product here cost ~40% of throughput)
+    std = float(t.std())
+    if std == 0:
         return 0.0
     return float((t - np.asarray(half.resize(f.size, Image.BILINEAR))).std()) / std
 
@@ -181,12 +183,16 @@ def failed_checks(stats: dict[str, float], limits: Limits = LIMITS) -> list[str]
     return failed
 
 
-def check_image(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
-                colour: float = 0.0, full: np.ndarray | None = None, limits: Limits = LIMITS) -> str | None:
-    """:data:`NOT_XRAY` when the image fails any check, else None (``full``: see :func:`image_stats`)."""
-    stats = image_stats(gray, width=width, height=height, colour=colour, full=full)
+def flag_for_stats(stats: dict[str, float], limits: Limits = LIMITS) -> str | None:
+    """:data:`NOT_XRAY` when these statistics fail any check, else None."""
     return NOT_XRAY if failed_checks(stats, limits) else None
 
 
+def check_image(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
+                colour: float = 0.0, full: np.ndarray | None = None, limits: Limits = LIMITS) -> str | None:
+    """:data:`NOT_XRAY` when the image fails any check, else None (``full``: see :func:`image_stats`)."""
+    return flag_for_stats(image_stats(gray, width=width, height=height, colour=colour, full=full), limits)
+
+
 __all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "check_image",
-           "colour_fraction", "failed_checks", "fine_detail", "image_stats", "picture_vector", "thumbnail"]
+           "colour_fraction", "failed_checks", "fine_detail", "flag_for_stats", "image_stats", "picture_vector", "thumbnail"]

@@ -102,7 +102,7 @@ def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None, np.n
     grey levels) and the statistics of the picture score (:func:`cxrtool.ood.picture_vectors`),
     here in a decoding thread rather than beside the model: ``(pixels, "not-a-chest-xray" or
     None, picture vector)``."""
-    from .imagecheck import LIMITS, NOT_XRAY, THUMB, failed_checks, image_stats, picture_vector
+    from .imagecheck import THUMB, flag_for_stats, image_stats, picture_vector
     from .inputs import resize_image
     from .imageio import read_image
 
@@ -114,8 +114,7 @@ def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None, np.n
     big_enough = size >= THUMB
     stats = image_stats(pixels if big_enough else img.pixels, width=img.width, height=img.height, colour=img.colour,
                         full=img.pixels)
-    flag = NOT_XRAY if failed_checks(stats, LIMITS) else None
-    return pixels, flag, picture_vector(pixels, stats if big_enough else None)
+    return pixels, flag_for_stats(stats), picture_vector(pixels, stats if big_enough else None)
 
 
 _END = object()
