@@ -3,27 +3,30 @@ everything else, and which score to store: the numbers and the figure of docs/oo
 
     python benchmarks/ood_detection.py MODEL.keras DATASET OUT_DIR [--label NAME] [--figure PNG]
 
-Copies MODEL into OUT_DIR, fits the statistics on DATASET's train split (threshold: val 99th
-percentile) with :func:`cxrtool.ood.fit_ood_model`, then scores, with every candidate score:
+Copies MODEL into OUT_DIR, fits the statistics on DATASET's train and val splits with
+:func:`cxrtool.ood.fit_ood_model` (as ``train`` and ``fit-ood`` do), then scores, with every
+candidate score:
 
 * the dataset's train, val and test splits (the test split is internal or a held-out source,
   depending on how DATASET was built);
-* non-X-rays available offline, in two sets. ``dev``: generated pictures
+* non-X-rays available offline, in five sets. ``dev``: generated pictures
   (cxrtool.synthetic.nonxray, 8 kinds, seeds 1000+), matplotlib's sample data (photographs, a
   logo, an MRI slice, elevation maps; whole and 3 crops) and the tool's own figures found under
-  ``--figures`` folders; the layout score's settings (24 px, 99.5th percentile) were chosen on
-  this set. ``fresh``: never used for a choice: generated pictures with other seeds and
-  sizes, scikit-learn's two sample photographs in colour and in grey, the grey Grace Hopper,
-  other crops of the MRI slice and the elevation maps, matplotlib's bivariate-normal density
-  and scikit-learn's handwritten digits (upscaled). ``fresh2`` (benchmarks/ood_fresh2.py):
-  committed before the fine-detail image check was designed on the misses of ``fresh``, and
-  scored once after it (``--sets`` picks the sets; the default is all three).
+  ``--figures`` folders; the layout score's settings (24 px) were chosen on this set.
+  ``fresh``: generated pictures with other seeds and sizes, scikit-learn's two sample
+  photographs in colour and in grey, the grey Grace Hopper, other crops of the MRI slice and
+  the elevation maps, matplotlib's bivariate-normal density and scikit-learn's handwritten
+  digits (upscaled). ``fresh2``, ``fresh3``, ``fresh4`` (benchmarks/ood_fresh2.py, ...): each
+  committed before the change designed on the previous set's misses, and scored once after it
+  (docs/ood.md has the history). ``--sets`` picks the sets; the default is all five.
 
-Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the larger of the
-feature and the layout score, each at its own val 99.5th percentile), each of the two alone,
-Mahalanobis in the top-64 PCA subspace without the residual term, full Mahalanobis, energy
-(-logsumexp of the logits) and max softmax (1 - max p); the single scores thresholded at the
-val 99.5th percentile. Writes OUT_DIR/LABEL.json and OUT_DIR/LABEL-scores.npz.
+Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the largest of the
+feature, layout, picture and edge scores, each divided by its own threshold), each part alone,
+the stored parts without the edges and without the picture and the edges, the previous
+release's detector (three parts, each at its val 99.5th percentile alone), and, on the
+features, Mahalanobis in the top-64 PCA subspace without the residual term, full Mahalanobis,
+energy (-logsumexp of the logits) and max softmax (1 - max p), each thresholded at the val
+quantile. Writes OUT_DIR/LABEL.json and OUT_DIR/LABEL-scores.npz.
 """
 
 from __future__ import annotations
@@ -135,6 +138,13 @@ def fresh3_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
     return [checked_item(*item) for item in fresh3_images()]
 
 
+def fresh4_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh4`` set (benchmarks/ood_fresh4.py: 20 of each generated kind)."""
+    from ood_fresh4 import fresh4_images
+
+    return [checked_item(*item) for item in fresh4_images()]
+
+
 def probe_outputs(model, x: np.ndarray, batch: int = 64):
     """(probabilities, pooled features, logits) for (n, s, s) uint8 images."""
     from cxrtool.backend import import_keras
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25, help="generated pictures of each kind in dev and fresh")
-    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3", help="comma-separated: dev, fresh, fresh2, fresh3")
+    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3,fresh4", help="comma-separated: dev, fresh, fresh2, fresh3, fresh4")
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.imageio import read_image
     from cxrtool.inputs import cache_path, load_split, resize_image
     from cxrtool.manifest import read_manifest
-    from cxrtool.ood import QUANTILE, Stats, fit_ood_model, fit_stats, layout_thumbnails, picture_vectors, unpack
+    from cxrtool.ood import QUANTILE, Judge, Stats, edge_histograms, fit_ood_model, fit_stats, layout_thumbnails, set_threshold, picture_vectors, unpack
 
     label = args.label or args.model.stem
     args.out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     x = {s: sp.x for s, sp in splits.items()}
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
     makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
-              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": fresh2_non_xray_images, "fresh3": fresh3_non_xray_images}
+              "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": fresh2_non_xray_images, "fresh3": fresh3_non_xray_images,
+              "fresh4": fresh4_non_xray_images}
     sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])
@@ -223,16 +234,29 @@ def main(argv: list[str] | None = None) -> int:
     features = Stats.from_record(record)
     layout = Stats.from_record(record["layout"])
     picture, picture_scale = Stats.from_record(record["picture"]), unpack(record["picture"]["scale"])
+    judge = Judge.from_record(record)
     y_train = splits["train"].y
     # each candidate: (scores, threshold); flagged above the threshold. The stored scores are
     # already divided by their thresholds; the others are thresholded at the val quantile
     # (energy is negative: comparing, not dividing, keeps its order)
-    scores = {"stored: max(features, layout, picture)": {k: stored_scores(loaded, v) for k, v in x.items()},
+    scores = {"stored: max(features, layout, picture, edges)": {k: stored_scores(loaded, v) for k, v in x.items()},
               "features (stored part)": {k: features.score(o[1]) for k, o in outs.items()},
               "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()},
-              "picture (stored part)": {k: picture.score(picture_vectors(v) / picture_scale) for k, v in x.items()}}
-    scores["max(features, layout): without the picture part"] = {
+              "picture (stored part)": {k: picture.score(picture_vectors(v) / picture_scale) for k, v in x.items()},
+              "edges (stored part)": {k: judge.edges.score(edge_histograms(v, *judge.edge_grid)) for k, v in x.items()}}
+    scores["max(features, layout, picture): without the edge part"] = {
+        k: np.maximum.reduce([scores[f"{p} (stored part)"][k] for p in ("features", "layout", "picture")]) for k in x}
+    scores["max(features, layout): without the picture and edge parts"] = {
         k: np.maximum(scores["features (stored part)"][k], scores["layout (stored part)"][k]) for k in x}
+    # the previous release (29147f1): three parts, each thresholded at the val 99.5th percentile alone
+    previous = []
+    for name, vec in (("features", lambda k: outs[k][1]), ("layout", lambda k: layout_thumbnails(x[k])),
+                      ("picture", lambda k: picture_vectors(x[k]) / picture_scale)):
+        st = fit_stats(vec("train"), y_train if name == "features" else np.zeros(len(y_train)))
+        set_threshold(st, vec("val"), 0.995)
+        previous.append({k: st.score(vec(k)) for k in x})
+    scores["previous release: max(features, layout, picture), val 99.5th percentile each"] = {
+        k: np.maximum.reduce([p[k] for p in previous]) for k in x}
     thresholds = dict.fromkeys(scores, 1.0)
     raw = {}
     for name, kw in (("mahalanobis-pca64", dict(dims=64, residual=False)),
@@ -256,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             c[f"{k}_flagged_model"] = float(np.mean(flagged[k]))
             c[f"{k}_flagged_total"] = float(np.mean(flagged[k] | image_flag[k]))
         result["candidates"][name] = c
-    stored = scores["stored: max(features, layout, picture)"]
+    stored = scores["stored: max(features, layout, picture, edges)"]
     for k, items in sets.items():
         groups = np.asarray([g for g, *_ in items])
         both = (stored[k] > 1) | image_flag[k]
@@ -264,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "features": int((scores["features (stored part)"][k][groups == g] > 1).sum()),
                                    "layout": int((scores["layout (stored part)"][k][groups == g] > 1).sum()),
                                    "picture": int((scores["picture (stored part)"][k][groups == g] > 1).sum()),
+                                   "edges": int((scores["edges (stored part)"][k][groups == g] > 1).sum()),
                                    "flagged": int(both[groups == g].sum())} for g in sorted(set(groups))}
         result[f"missed_{k}"] = [items[i][1] for i in np.flatnonzero(~both)]
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1))

@@ -1,6 +1,6 @@
 """Know what you don't know: is an input like the images the model was trained on?
 
-Four judgements, all in the same run as the prediction:
+Five judgements, all in the same run as the prediction:
 
 * **Image checks** (:mod:`cxrtool.imagecheck`, no model): colour, aspect ratio, flat,
   binary (text, line art), white page, pixel noise, perfectly smooth ramps, no fine detail (a
@@ -11,22 +11,32 @@ Four judgements, all in the same run as the prediction:
   Mahalanobis distance with class-conditional means and one shared covariance (Lee et al.
   2018), in the span of the top principal components plus a scaled residual term for what lies
   outside it (a probabilistic-PCA distance, so a 1280-d feature needs a 64 x 1280 projection,
-  not a 1280 x 1280 covariance). The threshold is the 99.5th percentile of the val split's
-  distances.
+  not a 1280 x 1280 covariance).
 * **Layout distance** (this module, no network): the same distance on a 24 x 24 thumbnail of
   the model-size image, standardised per image, against the training thumbnails (one class).
   A small cnn's features place some smooth grey pictures (an MRI slice, an elevation map) among
-  its X-rays; their grey layout is nothing like a chest film's. Threshold: the val 99.5th
-  percentile too.
+  its X-rays; their grey layout is nothing like a chest film's.
 * **Picture distance** (this module, no network): the same distance (one class) on the
   image checks' statistics and the grey-level histogram of the model-size image
   (:data:`cxrtool.imagecheck.PICTURE_KEYS`, each scaled by its training standard deviation).
   Each image check compares one number with a fixed limit; a picture can pass every limit yet
   sit far from the training X-rays in all of them together (a fractal, a cloud texture).
-  Threshold: the val 99.5th percentile, so about 2% of val images are flagged by one of the
-  three scores (2.2% on the two models measured in docs/ood.md).
+* **Edge distance** (this module, no network): the same distance (one class) on histograms of
+  oriented gradients (Dalal and Triggs 2005: 8 edge directions in each cell of a 4 x 4 grid on
+  a 64 px thumbnail). A chest film's edges have a fixed plan (ribs sloping down from the spine,
+  the vertical borders of the heart and the lungs, the clavicles); a drawn mammogram, a knee or
+  a spine has a grey layout and a histogram close enough to a film's, but its edges run in
+  other directions in other places.
 
-``ood_score`` is the largest distance / threshold over the three: above 1 gives
+Thresholds: the 99.7th percentile of distances of images the statistics were not fitted on,
+so about 2% of such images are flagged by one of the four scores. For the feature distance
+those are the val split's (the network has seen the training images). For the three image
+distances (no network) they are the val split's together with every training image's,
+each from statistics fitted on the other folds of a 5-fold split (out-of-fold): about six
+times as many distances, so the far tail is not set by the two or three largest of a small
+val split.
+
+``ood_score`` is the largest distance / threshold over the four: above 1 gives
 ``out-of-distribution``.
 
 The fitted statistics live in the model's metadata (``ModelInfo.extra["ood"]``, arrays as
@@ -62,10 +72,15 @@ OUT_OF_DISTRIBUTION = "out-of-distribution"
 FLAGS = (NOT_XRAY, OUT_OF_DISTRIBUTION)
 #: Principal components kept (fewer when the feature or the split is smaller).
 DIMS = 64
-#: Val-split quantile that becomes each score's threshold (three scores: about 2% of val flagged).
-QUANTILE = 0.995
+#: Quantile of unseen images' distances that becomes each score's threshold (four scores:
+#: about 2% of unseen X-rays flagged, measured in docs/ood.md).
+QUANTILE = 0.997
+#: Folds of the out-of-fold training distances that join val's in the image parts' thresholds.
+FOLDS = 5
 #: Side of the standardised grey thumbnail of the layout score.
 LAYOUT_SIDE = 24
+#: Side of the grey thumbnail of the edge score, grid cells per side, and edge directions.
+EDGE_SIDE, EDGE_CELLS, EDGE_BINS = 64, 4, 8
 #: At most this many training images are used for the statistics (a seeded sample).
 MAX_FIT = 5000
 
@@ -103,7 +118,7 @@ class Stats:
 
     def distance(self, feats: np.ndarray) -> np.ndarray:
         """Smallest class-conditional squared Mahalanobis distance of each row of ``feats``."""
-        f = np.asarray(feats, np.float64).reshape(len(feats), -1) - self.mean
+        f = np.asarray(feats, np.float64).reshape(len(feats), len(self.mean)) - self.mean
         z = f @ self.components.T
         d = z[:, None, :] - self.class_means[None, :, :]  # (n, C, k)
         maha = np.einsum("nck,kj,ncj->nc", d, self.precision, d).min(axis=1)
@@ -157,6 +172,28 @@ def set_threshold(stats: Stats, val_feats: np.ndarray, quantile: float = QUANTIL
     return d / stats.threshold
 
 
+def fit_unseen_threshold(train: np.ndarray, val: np.ndarray, *, quantile: float = QUANTILE, folds: int = FOLDS,
+                         seed: int = 0) -> tuple[Stats, np.ndarray]:
+    """One-class statistics of the training vectors ``train`` with the threshold at the
+    ``quantile`` of distances of vectors the statistics were not fitted on: ``val``'s, and each
+    training fold's from statistics fitted on the other folds. For the image parts (no network
+    saw the training images, so their out-of-fold distances are as good as val's); about six
+    times as many distances as val alone give a steadier far tail. Returns the statistics and
+    the val scores."""
+    from sklearn.model_selection import KFold
+
+    train, val = np.asarray(train, np.float64), np.asarray(val, np.float64)
+    one_class = np.zeros(len(train))
+    stats = fit_stats(train, one_class)
+    unseen = [stats.distance(val)]
+    if len(train) >= 2 * folds:
+        for fit_rows, held_out in KFold(folds, shuffle=True, random_state=seed).split(train):
+            unseen.append(fit_stats(train[fit_rows], one_class[fit_rows]).distance(train[held_out]))
+    distances = np.concatenate(unseen)
+    stats.threshold = float(max(np.quantile(distances, quantile), 1e-9)) if len(distances) else 1.0
+    return stats, unseen[0] / stats.threshold
+
+
 @functools.lru_cache(maxsize=16)
 def _resize_matrix(n: int, side: int) -> np.ndarray:
     """``(side, n)``: Pillow's bilinear (antialiased) resize of a length-``n`` axis to ``side``
@@ -168,21 +205,51 @@ def _resize_matrix(n: int, side: int) -> np.ndarray:
     return np.asarray(impulses.resize((side, n), Image.BILINEAR), np.float64).T
 
 
+def _thumbnail_chunks(x: np.ndarray, side: int, chunk: int = 256):
+    """``(start, (m, side, side) float64 thumbnails)`` of model-size images ``x`` ((n, s, s)
+    or (n, s, s, 1), uint8 or float), chunk by chunk (``x`` may be a memory map larger than
+    memory): Pillow's bilinear (antialiased) resize as two matrix products per chunk, one call
+    for a batch instead of one resize per image."""
+    if not len(x):
+        return
+    rows, cols = _resize_matrix(int(x.shape[1]), side), _resize_matrix(int(x.shape[2]), side)
+    for i in range(0, len(x), chunk):
+        imgs = np.asarray(x[i : i + chunk], np.float64).reshape(-1, x.shape[1], x.shape[2])
+        yield i, rows @ imgs @ cols.T
+
+
 def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE, chunk: int = 256) -> np.ndarray:
     """``(n, side * side)`` thumbnails of model-size images ``x`` ((n, s, s) or (n, s, s, 1),
     uint8 or float), each standardised to mean 0 and std 1: the grey layout, whatever the
-    exposure. The same function serves the fit and the scoring, so both see the same pixels.
-    (Pillow's bilinear resize as two matrix products per chunk of images: one call for a
-    batch instead of one resize per image.)"""
-    n = len(x)
-    out = np.empty((n, side * side), np.float64)
-    if not n:
-        return out
-    rows, cols = _resize_matrix(int(x.shape[1]), side), _resize_matrix(int(x.shape[2]), side)
-    for i in range(0, n, chunk):  # by chunks: ``x`` may be a memory map larger than memory
-        imgs = np.asarray(x[i : i + chunk], np.float64).reshape(-1, x.shape[1], x.shape[2])
-        t = (rows @ imgs @ cols.T).reshape(len(imgs), -1)
-        out[i : i + chunk] = (t - t.mean(axis=1, keepdims=True)) / (t.std(axis=1, keepdims=True) + 1e-6)
+    exposure. The same function serves the fit and the scoring, so both see the same pixels."""
+    out = np.empty((len(x), side * side), np.float64)
+    for i, t in _thumbnail_chunks(x, side, chunk):
+        t = t.reshape(len(t), -1)
+        out[i : i + len(t)] = (t - t.mean(axis=1, keepdims=True)) / (t.std(axis=1, keepdims=True) + 1e-6)
+    return out
+
+
+def edge_histograms(x: np.ndarray, side: int = EDGE_SIDE, cells: int = EDGE_CELLS, bins: int = EDGE_BINS,
+                    chunk: int = 256) -> np.ndarray:
+    """``(n, cells * cells * bins)`` histograms of oriented gradients of model-size images
+    ``x``: on a ``side`` px thumbnail, each pixel's gradient magnitude is added to the bin of
+    its direction (``bins`` directions over 180 degrees: an edge's two sides are one direction)
+    in its cell of a ``cells`` x ``cells`` grid; each image's histogram sums to 1, so exposure
+    and contrast do not count, only where the edges are and which way they run. (A plain HOG
+    without block normalisation; scikit-image has one, but it is not a dependency and this is a
+    gradient and a bincount.)"""
+    if side % cells:
+        raise ValueError(f"the thumbnail side ({side}) must be a multiple of the grid ({cells})")
+    length = cells * cells * bins
+    out = np.empty((len(x), length), np.float64)
+    band = np.arange(side) // (side // cells)
+    first_bin = (band[:, None] * cells + band[None, :]) * bins  # (side, side): each pixel's cell
+    for i, t in _thumbnail_chunks(x, side, chunk):
+        gy, gx = np.gradient(t, axis=(1, 2))
+        direction = np.minimum((np.arctan2(gy, gx) % np.pi * (bins / np.pi)).astype(np.int64), bins - 1)
+        index = np.arange(len(t))[:, None, None] * length + first_bin + direction
+        h = np.bincount(index.ravel(), weights=np.hypot(gx, gy).ravel(), minlength=len(t) * length).reshape(len(t), length)
+        out[i : i + len(t)] = h / (h.sum(axis=1, keepdims=True) + 1e-9)
     return out
 
 
@@ -259,7 +326,8 @@ def predict_features(model, x: np.ndarray, batch_size: int = 64) -> tuple[np.nda
 def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, *, batch_size: int = 64,
             quantile: float = QUANTILE, seed: int = 0) -> dict:
     """Fit the statistics on (a sample of at most :data:`MAX_FIT`) training images and the
-    threshold on the val images; returns the record for ``info.extra["ood"]``."""
+    thresholds on the val images (and, for the image parts, out-of-fold training images);
+    returns the record for ``info.extra["ood"]``."""
     t0 = time.perf_counter()
     if len(train_x) > MAX_FIT:
         keep = np.sort(np.random.default_rng(seed).choice(len(train_x), MAX_FIT, replace=False))
@@ -269,22 +337,29 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     _, f_val = predict_features(model, val_x, batch_size)
     fitted_on = "val" if len(f_val) else "train"  # no val split: the training distances (optimistic)
     val_scores = set_threshold(stats, f_val if len(f_val) else f_train, quantile)
-    layout = fit_stats(layout_thumbnails(train_x), np.zeros(len(train_x)), dims=DIMS)
-    layout_val = set_threshold(layout, layout_thumbnails(val_x if len(val_x) else train_x), quantile)
+    parts = {}  # the image parts: thresholds from val and out-of-fold training distances
+
+    def image_part(name: str, train_v: np.ndarray, val_v: np.ndarray, **fields) -> None:
+        part, part_val = fit_unseen_threshold(train_v, val_v, quantile=quantile, seed=seed)
+        parts[name] = (part_val, {**part.to_record(), **fields, "quantile": quantile,
+                                  "threshold_from": "val+train-folds", "folds": FOLDS,
+                                  "val_flagged": float(np.mean(part_val > 1.0)) if len(part_val) else 0.0})
+
+    image_part("layout", layout_thumbnails(train_x), layout_thumbnails(val_x), side=LAYOUT_SIDE, dims=DIMS)
     pictures = picture_vectors(train_x)
     scale = pictures.std(axis=0) + 1e-6  # comparable units before the shrunk covariance
-    picture = fit_stats(pictures / scale, np.zeros(len(train_x)), dims=DIMS)
-    picture_val = set_threshold(picture, picture_vectors(val_x if len(val_x) else train_x) / scale, quantile)
+    image_part("picture", pictures / scale, picture_vectors(val_x) / scale, scale=pack(scale))
+    image_part("edges", edge_histograms(train_x), edge_histograms(val_x), side=EDGE_SIDE, cells=EDGE_CELLS, bins=EDGE_BINS)
     record = stats.to_record()
-    record["layout"] = {**layout.to_record(), "side": LAYOUT_SIDE, "dims": int(layout.components.shape[0]),
-                        "quantile": quantile, "val_flagged": float(np.mean(layout_val > 1.0))}
-    record["picture"] = {**picture.to_record(), "scale": pack(scale), "quantile": quantile,
-                         "val_flagged": float(np.mean(picture_val > 1.0))}
+    record.update({name: fields for name, (_, fields) in parts.items()})
+    flagged = val_scores > 1.0
+    if len(val_x):
+        for part_val, _ in parts.values():
+            flagged = flagged | (part_val > 1.0)
     record.update(method="mahalanobis-pca", feature_layer="avg_pool", dims=int(stats.components.shape[0]),
-                  feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on, n_train=int(len(train_x)),
-                  n_val=int(len(val_x)),
-                  val_flagged=float(np.mean((val_scores > 1.0) | (layout_val > 1.0) | (picture_val > 1.0)))
-                  if len(val_scores) else 0.0,
+                  feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on,
+                  n_train=int(len(train_x)), n_val=int(len(val_x)),
+                  val_flagged=float(np.mean(flagged)) if len(val_scores) else 0.0,
                   seconds=round(time.perf_counter() - t0, 2))
     return record
 
@@ -378,23 +453,27 @@ def one_blas_thread():
 @dataclass
 class Judge:
     """One model's statistics: the feature distance and, for models fitted since each exists,
-    the layout and the picture distances (None for older records)."""
+    the layout, picture and edge distances (None for older records)."""
 
     features: Stats
     layout: Stats | None = None
     side: int = LAYOUT_SIDE
     picture: Stats | None = None
     picture_scale: np.ndarray | None = None
+    edges: Stats | None = None
+    edge_grid: tuple[int, int, int] = (EDGE_SIDE, EDGE_CELLS, EDGE_BINS)  # side, cells, bins
 
     @classmethod
     def from_record(cls, r: dict) -> Judge:
-        lay, pic = r.get("layout"), r.get("picture")
+        lay, pic, edg = r.get("layout"), r.get("picture"), r.get("edges")
         return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE,
-                   Stats.from_record(pic) if pic else None, unpack(pic["scale"]) if pic else None)
+                   Stats.from_record(pic) if pic else None, unpack(pic["scale"]) if pic else None,
+                   Stats.from_record(edg) if edg else None,
+                   (int(edg["side"]), int(edg["cells"]), int(edg["bins"])) if edg else (EDGE_SIDE, EDGE_CELLS, EDGE_BINS))
 
     def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
-        """``ood_score`` of each image: the largest of its feature, layout and picture scores
-        (``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
+        """``ood_score`` of each image: the largest of its feature, layout, picture and edge
+        scores (``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
         with one_blas_thread():
             s = self.features.score(feats)
             if self.layout is not None:
@@ -402,6 +481,8 @@ class Judge:
             if self.picture is not None:
                 p = picture_vectors(x) if pictures is None else pictures
                 s = np.maximum(s, self.picture.score(p / self.picture_scale))
+            if self.edges is not None:
+                s = np.maximum(s, self.edges.score(edge_histograms(x, *self.edge_grid)))
         return s
 
 
@@ -478,7 +559,7 @@ class Scorer:
         return probs, scores.max(axis=0)
 
 
-__all__ = ["DIMS", "FLAGS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
-           "apply_on_flag", "feature_model", "fit_ood", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "layout_thumbnails", "pack",
+__all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
+           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "layout_thumbnails", "pack",
            "picture_vectors",
            "predict_features", "set_threshold", "unpack"]

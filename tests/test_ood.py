@@ -212,6 +212,72 @@ def test_picture_score_catches_what_passes_every_image_limit():
     assert old.picture is None and np.allclose(old.score(feats, images), features.score(feats))
 
 
+def test_edge_histograms_say_where_edges_are_and_which_way_they_run():
+    from cxrtool.ood import edge_histograms
+
+    y, x = np.mgrid[0:64, 0:64].astype(np.float64)
+    across = 128 + 100 * np.sin(x / 3)  # grey changes along x: vertical edges, gradient direction 0
+    down = 128 + 100 * np.sin(y / 3)  # along y: horizontal edges, direction 90 degrees (bin 4 of 8)
+    h = edge_histograms(np.stack([across, down]))
+    assert h.shape == (2, 4 * 4 * 8) and np.allclose(h.sum(axis=1), 1)
+    by_direction = h.reshape(2, 16, 8).sum(axis=1)
+    assert by_direction[0, 0] > 0.95 and by_direction[1, 4] > 0.95
+    # only where the edges are: a bright square in the top-left cell puts its edges there
+    corner = np.zeros((64, 64))
+    corner[4:12, 4:12] = 200
+    assert edge_histograms(corner[None]).reshape(16, 8).sum(axis=1)[0] > 0.95
+    # exposure and contrast do not count; the model input's float32 (n, s, s, 1) gives the same
+    film = make_phantom("normal", 0, 100).astype(np.float64)
+    assert np.allclose(edge_histograms(film[None]), edge_histograms((0.5 * film + 40)[None]))
+    assert np.allclose(edge_histograms(film[None].astype(np.uint8)), edge_histograms(film.astype(np.float32)[None, ..., None]))
+    with pytest.raises(ValueError, match="multiple"):
+        edge_histograms(film[None], side=50, cells=4)
+
+
+def test_unseen_threshold_holds_its_quantile_on_new_data_where_the_training_distances_do_not():
+    """The image parts' thresholds: the quantile of val and out-of-fold training distances.
+    On new draws from the training distribution the flagged fraction stays near 1 - quantile;
+    a threshold from the training distances themselves (the statistics were fitted on them)
+    flags far more."""
+    from cxrtool.ood import fit_unseen_threshold
+
+    rng = np.random.default_rng(0)
+    cov = np.diag(np.linspace(4, 0.1, 40))
+    draw = lambda n: rng.multivariate_normal(np.zeros(40), cov, n)  # noqa: E731
+    train, val, new = draw(300), draw(60), draw(20000)
+    stats, val_scores = fit_unseen_threshold(train, val, quantile=0.99)
+    assert np.allclose(val_scores, stats.score(val))
+    assert np.mean(stats.score(new) > 1) < 0.02
+    in_sample = fit_stats(train, np.zeros(len(train)))
+    in_sample.threshold = float(np.quantile(in_sample.distance(train), 0.99))
+    assert np.mean(in_sample.score(new) > 1) > 2 * np.mean(stats.score(new) > 1)
+    # no val split: the out-of-fold distances alone
+    alone, none = fit_unseen_threshold(train, np.zeros((0, 40)), quantile=0.99)
+    assert len(none) == 0 and np.mean(alone.score(new) > 1) < 0.02
+
+
+def test_edge_score_catches_other_anatomy_and_the_judge_takes_the_largest_score():
+    """Fitted on phantom films, the edge statistics pass new phantoms and reject other anatomy
+    (a skull, a hand); a Judge takes the largest of its scores; an older record has no edges."""
+    from cxrtool.ood import Judge, edge_histograms, fit_unseen_threshold
+
+    labels = ("covid", "pneumonia", "normal")
+    train = np.stack([make_phantom(labels[i % 3], i, 64) for i in range(150)])
+    val = np.stack([make_phantom(labels[i % 3], 1000 + i, 64) for i in range(60)])
+    test = np.stack([make_phantom(labels[i % 3], 5000 + i, 64) for i in range(60)])
+    edges, _ = fit_unseen_threshold(edge_histograms(train), edge_histograms(val), quantile=0.997)
+    assert np.mean(edges.score(edge_histograms(test)) > 1) <= 0.05
+    others = np.stack([np.asarray(make_non_xray(k, s, 64).convert("L")) for k in ("skull", "hand") for s in range(10)])
+    assert np.all(edges.score(edge_histograms(others)) > 1)
+    features = fit_stats(np.random.default_rng(1).normal(size=(50, 3)), np.zeros(50), dims=2)
+    judge = Judge(features, edges=edges)
+    feats, images = np.zeros((2, 3)), np.stack([test[0], others[0]])
+    assert np.allclose(judge.score(feats, images), np.maximum(features.score(feats), edges.score(edge_histograms(images))))
+    record = {**features.to_record(), "edges": {**edges.to_record(), "side": 32, "cells": 2, "bins": 4}}
+    assert Judge.from_record(record).edge_grid == (32, 2, 4)  # the grid travels with the statistics
+    assert Judge.from_record(features.to_record()).edges is None
+
+
 def test_predict_computes_the_picture_vectors_of_the_model_input_in_its_decoding_threads(tmp_path):
     from cxrtool.ood import picture_vectors
     from cxrtool.predict import decode_and_check
@@ -279,11 +345,17 @@ def test_train_stores_the_statistics_and_they_load_in_safe_mode(models):
     assert record["method"] == "mahalanobis-pca" and record["threshold"] > 0 and record["n_val"] == 24
     assert record["feature_dim"] == 256 and 1 <= record["dims"] <= 64
     layout = record["layout"]  # the grey-layout statistics: 24 x 24 thumbnails, its own threshold
-    assert layout["side"] == 24 and layout["threshold"] > 0 and layout["quantile"] == record["quantile"] == 0.995
+    assert layout["side"] == 24 and layout["threshold"] > 0 and layout["quantile"] == record["quantile"] == 0.997
     assert 0 <= layout["val_flagged"] <= record["val_flagged"] <= 1
     picture = record["picture"]  # the picture statistics: one scale per statistic, its own threshold
-    assert picture["threshold"] > 0 and picture["quantile"] == 0.995 and len(unpack(picture["scale"])) == 13
+    assert picture["threshold"] > 0 and picture["quantile"] == 0.997 and len(unpack(picture["scale"])) == 13
     assert 0 <= picture["val_flagged"] <= record["val_flagged"] <= 1
+    edges = record["edges"]  # the edge histograms: 4 x 4 cells of 8 directions on 64 px, its own threshold
+    assert (edges["side"], edges["cells"], edges["bins"]) == (64, 4, 8) and edges["threshold"] > 0
+    assert unpack(edges["mean"]).shape == (128,) and 0 <= edges["val_flagged"] <= record["val_flagged"] <= 1
+    # the image parts' thresholds come from val and out-of-fold training distances; the features' from val
+    assert layout["threshold_from"] == picture["threshold_from"] == edges["threshold_from"] == "val+train-folds"
+    assert record["threshold_from"] == "val"
     loaded = load_model(models["trained"])
     from cxrtool.ood import Scorer
 
