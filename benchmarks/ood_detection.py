@@ -9,16 +9,16 @@ candidate score:
 
 * the dataset's train, val and test splits (the test split is internal or a held-out source,
   depending on how DATASET was built);
-* non-X-rays available offline, in five sets. ``dev``: generated pictures
+* non-X-rays available offline, in six sets. ``dev``: generated pictures
   (cxrtool.synthetic.nonxray, 8 kinds, seeds 1000+), matplotlib's sample data (photographs, a
   logo, an MRI slice, elevation maps; whole and 3 crops) and the tool's own figures found under
   ``--figures`` folders; the layout score's settings (24 px) were chosen on this set.
   ``fresh``: generated pictures with other seeds and sizes, scikit-learn's two sample
   photographs in colour and in grey, the grey Grace Hopper, other crops of the MRI slice and
   the elevation maps, matplotlib's bivariate-normal density and scikit-learn's handwritten
-  digits (upscaled). ``fresh2``, ``fresh3``, ``fresh4`` (benchmarks/ood_fresh2.py, ...): each
+  digits (upscaled). ``fresh2`` to ``fresh5`` (benchmarks/ood_fresh2.py, ...): each
   committed before the change designed on the previous set's misses, and scored once after it
-  (docs/ood.md has the history). ``--sets`` picks the sets; the default is all five.
+  (docs/ood.md has the history). ``--sets`` picks the sets; the default is all six.
 
 Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the largest of the
 feature, layout, picture and edge scores, each divided by its own threshold), each part alone,
@@ -145,6 +145,13 @@ def fresh4_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
     return [checked_item(*item) for item in fresh4_images()]
 
 
+def fresh5_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh5`` set (benchmarks/ood_fresh5.py: 20 of each generated kind)."""
+    from ood_fresh5 import fresh5_images
+
+    return [checked_item(*item) for item in fresh5_images()]
+
+
 def probe_outputs(model, x: np.ndarray, batch: int = 64):
     """(probabilities, pooled features, logits) for (n, s, s) uint8 images."""
     from cxrtool.backend import import_keras
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25, help="generated pictures of each kind in dev and fresh")
-    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3,fresh4", help="comma-separated: dev, fresh, fresh2, fresh3, fresh4")
+    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3,fresh4,fresh5", help="comma-separated: dev, fresh, fresh2, fresh3, fresh4, fresh5")
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
     makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
               "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": fresh2_non_xray_images, "fresh3": fresh3_non_xray_images,
-              "fresh4": fresh4_non_xray_images}
+              "fresh4": fresh4_non_xray_images, "fresh5": fresh5_non_xray_images}
     sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])

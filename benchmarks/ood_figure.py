@@ -32,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             keys = [k for k in keys if k in z]
             return np.concatenate([z[k] for k in keys]), np.concatenate([z[f"image_flag_{k}"] for k in keys])
 
-        for keys, what, colour in ((("dev", "fresh"), "dev + fresh non-X-rays (the settings were chosen on these)", "tab:red"),
-                                   (("fresh2",), "fresh2 non-X-rays (the picture score was designed on their misses)", "tab:orange"),
-                                   (("fresh3",), "fresh3 non-X-rays (scored after every detection choice)", "tab:purple")):
+        for keys, what, colour in ((("dev", "fresh", "fresh2", "fresh3"),
+                                    "dev + fresh + fresh2 + fresh3 non-X-rays (the detector was designed on these)", "tab:red"),
+                                   (("fresh4",), "fresh4 non-X-rays (scored once, after every detection choice)", "tab:purple"),
+                                   (("fresh5",), "fresh5 non-X-rays (scored once, nothing changed after fresh4)", "tab:brown")):
             if any(k in z for k in keys):
                 series.append((what, *pooled(keys), colour))
         for name, v, checked, colour in series:
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                     weights=np.full(len(v), 1.0 / len(v)),
                     label=f"{name}: n={len(v)}; score > 1: {np.mean(v > 1):.1%}; flagged (score or image check): {flagged:.1%}")
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
-        ax.text(1.1, 0.97, "threshold = 1\n(val 99.5th pct.\nof each score)", transform=ax.get_xaxis_transform(), va="top", fontsize=10)
+        ax.text(1.1, 0.97, "threshold = 1\n(99.7th pct. of unseen\nX-rays, each score)", transform=ax.get_xaxis_transform(), va="top", fontsize=10)
         ax.set_xscale("log")
-        ax.set_xlabel("ood_score (largest of the feature, layout and picture distances / threshold; log scale)", fontsize=11)
+        ax.set_xlabel("ood_score (largest of the feature, layout, picture and edge distances / threshold; log scale)", fontsize=11)
         ax.set_ylabel("fraction of the group per bin", fontsize=11)
         ax.set_title(title or Path(path).stem, fontsize=12)
         ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
