@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for keys, what, colour in ((("dev", "fresh", "fresh2", "fresh3"),
                                     "dev + fresh + fresh2 + fresh3 non-X-rays (the detector was designed on these)", "tab:red"),
-                                   (("fresh4",), "fresh4 non-X-rays (scored once, after every detection choice)", "tab:purple"),
-                                   (("fresh5",), "fresh5 non-X-rays (scored once, nothing changed after fresh4)", "tab:brown")):
+                                   (("fresh4",), "fresh4 non-X-rays (scored once, when the edge score was committed)", "tab:purple"),
+                                   (("fresh5",), "fresh5 non-X-rays (scored once, with the version shipped)", "tab:brown")):
             if any(k in z for k in keys):
                 series.append((what, *pooled(keys), colour))
         for name, v, checked, colour in series:
