@@ -234,7 +234,7 @@ def edge_histograms(x: np.ndarray, side: int = EDGE_SIDE, cells: int = EDGE_CELL
                     chunk: int = 256) -> np.ndarray:
     """``(n, cells * cells * bins)`` histograms of oriented gradients of model-size images
     ``x``: on a ``side`` px thumbnail, each pixel's gradient magnitude is added to the bin of
-    its direction (``bins`` directions over 180 degrees, centred on 0: an edge's two sides are one direction)
+    its direction (``bins`` directions over 180 degrees: an edge's two sides are one direction)
     in its cell of a ``cells`` x ``cells`` grid; each image's histogram sums to 1, so exposure
     and contrast do not count, only where the edges are and which way they run. (A plain HOG
     without block normalisation; scikit-image has one, but it is not a dependency and this is a
@@ -348,11 +348,11 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
 
     def image_part(name: str, train_v: np.ndarray, val_v: np.ndarray, **fields) -> None:
         part, part_val = fit_unseen_threshold(train_v, val_v, quantile=quantile, seed=seed)
-        parts[name] = (part_val, {**part.to_record(), **fields, "quantile": quantile,
-                                  "threshold_from": "val+train-folds", "folds": FOLDS,
+        parts[name] = (part_val, {**part.to_record(), **fields, "dims": int(part.components.shape[0]),
+                                  "quantile": quantile, "threshold_from": "val+train-folds", "folds": FOLDS,
                                   "val_flagged": float(np.mean(part_val > 1.0)) if len(part_val) else 0.0})
 
-    image_part("layout", layout_thumbnails(train_x), layout_thumbnails(val_x), side=LAYOUT_SIDE, dims=DIMS)
+    image_part("layout", layout_thumbnails(train_x), layout_thumbnails(val_x), side=LAYOUT_SIDE)
     pictures = picture_vectors(train_x)
     scale = pictures.std(axis=0) + 1e-6  # comparable units before the shrunk covariance
     image_part("picture", pictures / scale, picture_vectors(val_x) / scale, scale=pack(scale))
