@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.imageio import read_image
     from cxrtool.inputs import cache_path, load_split, resize_image
     from cxrtool.manifest import read_manifest
-    from cxrtool.ood import QUANTILE, Judge, Stats, edge_histograms, fit_ood_model, fit_stats, layout_thumbnails, set_threshold, picture_vectors, unpack
+    from cxrtool.ood import QUANTILE, Judge, edge_histograms, fit_ood_model, fit_stats, layout_thumbnails, picture_vectors, set_threshold
 
     label = args.label or args.model.stem
     args.out.mkdir(parents=True, exist_ok=True)
@@ -238,10 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         image_flag[s] = np.asarray(flags)
 
     record = loaded.info.extra["ood"]
-    features = Stats.from_record(record)
-    layout = Stats.from_record(record["layout"])
-    picture, picture_scale = Stats.from_record(record["picture"]), unpack(record["picture"]["scale"])
     judge = Judge.from_record(record)
+    features, layout, picture, picture_scale = judge.features, judge.layout, judge.picture, judge.picture_scale
     y_train = splits["train"].y
     # each candidate: (scores, threshold); flagged above the threshold. The stored scores are
     # already divided by their thresholds; the others are thresholded at the val quantile
