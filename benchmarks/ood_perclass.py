@@ -1,6 +1,9 @@
 """Exploration (not shipped): per-class thresholds (each part's val 99.5th percentile within the
 predicted class) against the shipped global ones: val, test, the build's unused images by
-folder (see ood_unused.py) and the dev/fresh/fresh2 non-X-rays (fresh3 not used).
+folder (see ood_unused.py) and the dev/fresh/fresh2 non-X-rays (fresh3 not used). Written
+for the three-part detector of 29147f1 (features, layout, picture): with a model fitted since,
+it leaves the edge part out, so its "global" row is not the shipped score (docs/ood.md quotes
+its numbers for 29147f1 only).
 
     python benchmarks/ood_perclass.py MODEL_WITH_STATS.keras DATASET [--sources DIR]
 """

@@ -472,11 +472,14 @@ class Judge:
 
     @classmethod
     def from_record(cls, r: dict) -> Judge:
-        lay, pic, edg = r.get("layout"), r.get("picture"), r.get("edges")
-        return cls(Stats.from_record(r), Stats.from_record(lay) if lay else None, int(lay["side"]) if lay else LAYOUT_SIDE,
-                   Stats.from_record(pic) if pic else None, unpack(pic["scale"]) if pic else None,
-                   Stats.from_record(edg) if edg else None,
-                   (int(edg["side"]), int(edg["cells"]), int(edg["bins"])) if edg else (EDGE_SIDE, EDGE_CELLS, EDGE_BINS))
+        judge = cls(Stats.from_record(r))
+        if lay := r.get("layout"):
+            judge.layout, judge.side = Stats.from_record(lay), int(lay["side"])
+        if pic := r.get("picture"):
+            judge.picture, judge.picture_scale = Stats.from_record(pic), unpack(pic["scale"])
+        if edg := r.get("edges"):
+            judge.edges, judge.edge_grid = Stats.from_record(edg), (int(edg["side"]), int(edg["cells"]), int(edg["bins"]))
+        return judge
 
     def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
         """``ood_score`` of each image: the largest of its feature, layout, picture and edge
