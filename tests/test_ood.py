@@ -291,6 +291,18 @@ def test_predict_computes_the_picture_vectors_of_the_model_input_in_its_decoding
             assert np.allclose(vector, picture_vectors(pixels[None])[0])
 
 
+def test_evaluate_reads_the_checks_and_the_picture_vectors_from_one_pass():
+    from cxrtool.evaluate.ood_section import image_checks
+    from cxrtool.inputs import resize_image
+    from cxrtool.ood import picture_vectors
+
+    x = np.stack([resize_image(make_phantom("normal", 1, 200), 64)]
+                 + [resize_image(np.asarray(make_non_xray(k, 3, 200).convert("L")), 64) for k in ("noise", "skull")])
+    flags, pictures = image_checks(x)
+    assert flags == [check_image(img) for img in x] and flags[0] is None and flags[1] == NOT_XRAY
+    assert np.array_equal(pictures, picture_vectors(x))
+
+
 def test_flag_prefers_the_image_check_and_needs_a_score_above_one():
     assert flag_for(0.5, NOT_XRAY) == NOT_XRAY
     assert flag_for(1.5, None) == OUT_OF_DISTRIBUTION

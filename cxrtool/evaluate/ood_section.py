@@ -12,13 +12,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..imagecheck import check_image
+from ..imagecheck import PICTURE_KEYS, flag_for_stats, image_stats, picture_vector
 from ..ood import flag_for
 
 
-def image_flags(x: np.ndarray) -> list[str | None]:
-    """The image-check flag of each resized image ``x`` (n, s, s) uint8."""
-    return [check_image(img) for img in x]
+def image_checks(x: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+    """The image-check flag and the picture-score statistics (:func:`cxrtool.ood.picture_vectors`)
+    of each resized image ``x`` (n, s, s) uint8, from one :func:`image_stats` per image (the
+    checks and the picture score read the same numbers)."""
+    flags: list[str | None] = []
+    pictures = np.empty((len(x), len(PICTURE_KEYS)), np.float64)
+    for i, img in enumerate(x):
+        stats = image_stats(img)
+        flags.append(flag_for_stats(stats))
+        pictures[i] = picture_vector(img, stats)
+    return flags, pictures
 
 
 def _headline(y: np.ndarray, probs: np.ndarray, n_classes: int) -> dict:
@@ -40,11 +48,12 @@ def _fractions(keys: Sequence[str], flagged: np.ndarray) -> dict:
 
 
 def ood_section(x: np.ndarray, y: np.ndarray, probs: np.ndarray, scores: np.ndarray | None,
-                sources: Sequence[str], classes: Sequence[str]) -> dict:
+                sources: Sequence[str], classes: Sequence[str], checks: Sequence[str | None] | None = None) -> dict:
     """Flag counts overall, per source and per class, and accuracy / macro F1 on all images
     and on the unflagged ones. ``scores``: the model's ``ood_score`` (None: the model has no
-    statistics, only the image checks count)."""
-    checks = image_flags(x)
+    statistics, only the image checks count); ``checks``: the image-check flags of ``x`` when
+    the caller has them (:func:`image_checks`)."""
+    checks = image_checks(x)[0] if checks is None else list(checks)
     flags = [flag_for(None if scores is None else float(s), f) for s, f in
              zip(scores if scores is not None else [None] * len(checks), checks)]
     flagged = np.asarray([bool(f) for f in flags], dtype=bool)
@@ -86,4 +95,4 @@ def ood_markdown(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-__all__ = ["image_flags", "ood_markdown", "ood_section"]
+__all__ = ["image_checks", "ood_markdown", "ood_section"]

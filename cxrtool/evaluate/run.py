@@ -127,12 +127,13 @@ def evaluate(
         model = load_model(path)
         if keep_loaded:
             loaded[label] = model
-        probs, ood_scores = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
+        probs, ood_scores, checks = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
         predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
         metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
         docs[label] = _model_entry(path, info, metrics, es.fingerprint)
-        docs[label]["ood"] = ood_section(arrays[info.image_size], y, predictions[label], ood_scores, sources, classes)
+        docs[label]["ood"] = ood_section(arrays[info.image_size], y, predictions[label], ood_scores, sources, classes,
+                                     checks=checks)
         if (temperature := model_temperature(info)) is not None:  # ECE and log-loss before/after it
             docs[label]["calibration"] = calibration_report(y, predictions[label], temperature, n_bins)
         if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):
@@ -207,23 +208,26 @@ def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalS
 
 
 def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, batch_size: int,
-             progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | None]:
+             progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
     """The model's class probabilities (its own class order) for the images ``x`` (n, s, s)
-    uint8, and its ``ood_score`` per image (None without OOD statistics; :mod:`cxrtool.ood`)."""
+    uint8, its ``ood_score`` per image (None without OOD statistics; :mod:`cxrtool.ood`) and
+    the image-check flag per image (the checks' statistics also feed the picture score)."""
     from ..ood import Scorer
+    from .ood_section import image_checks
 
     report(progress, "predict", 0, len(x), model=label,
            message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
     batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
     scorer = Scorer(loaded)
+    checks, pictures = image_checks(x)
     chunks, scores, done = [], [], 0
     for xb in batches:
-        chunk, s = scorer.predict(xb)
+        chunk, s = scorer.predict(xb, pictures[done : done + len(xb)])
         chunks.append(chunk)
         scores.append(s)
         done += len(chunk)
         report(progress, "predict", done, len(x), model=label)
-    return np.concatenate(chunks), (np.concatenate(scores) if scorer.available and scores else None)
+    return np.concatenate(chunks), (np.concatenate(scores) if scorer.available and scores else None), checks
 
 
 def _model_entry(path: Path, info: Any, metrics: dict, set_fingerprint: str) -> dict:
