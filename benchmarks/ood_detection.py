@@ -9,24 +9,25 @@ candidate score:
 
 * the dataset's train, val and test splits (the test split is internal or a held-out source,
   depending on how DATASET was built);
-* non-X-rays available offline, in six sets. ``dev``: generated pictures
+* non-X-rays available offline, in seven sets. ``dev``: generated pictures
   (cxrtool.synthetic.nonxray, 8 kinds, seeds 1000+), matplotlib's sample data (photographs, a
   logo, an MRI slice, elevation maps; whole and 3 crops) and the tool's own figures found under
   ``--figures`` folders; the layout score's settings (24 px) were chosen on this set.
   ``fresh``: generated pictures with other seeds and sizes, scikit-learn's two sample
   photographs in colour and in grey, the grey Grace Hopper, other crops of the MRI slice and
   the elevation maps, matplotlib's bivariate-normal density and scikit-learn's handwritten
-  digits (upscaled). ``fresh2`` to ``fresh5`` (benchmarks/ood_fresh2.py, ...): each
+  digits (upscaled). ``fresh2`` to ``fresh6`` (benchmarks/ood_fresh2.py, ...): each
   committed before the change designed on the previous set's misses, and scored once after it
-  (docs/ood.md has the history). ``--sets`` picks the sets; the default is all six.
+  (docs/ood.md has the history). ``--sets`` picks the sets; the default is all seven.
 
 Candidates: what predict stores and computes (:class:`cxrtool.ood.Scorer`: the largest of the
 feature, layout, picture and edge scores, each divided by its own threshold), each part alone,
-the stored parts without the edges and without the picture and the edges, the previous
-release's detector (three parts, each at its val 99.5th percentile alone), and, on the
-features, Mahalanobis in the top-64 PCA subspace without the residual term, full Mahalanobis,
-energy (-logsumexp of the logits) and max softmax (1 - max p), each thresholded at the val
-quantile. Writes OUT_DIR/LABEL.json and OUT_DIR/LABEL-scores.npz.
+the image parts without the features, the previous release's detector (b93d354: the feature
+part on the pooled features, the whole map's average, instead of the 3 x 3 grid of cell
+averages; refitted in the same run), and, on the pooled features, Mahalanobis in the top-64
+PCA subspace without the residual term, full Mahalanobis, energy (-logsumexp of the logits)
+and max softmax (1 - max p), each thresholded at the val quantile. Writes OUT_DIR/LABEL.json
+and OUT_DIR/LABEL-scores.npz.
 """
 
 from __future__ import annotations
@@ -152,20 +153,30 @@ def fresh5_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
     return [checked_item(*item) for item in fresh5_images()]
 
 
-def probe_outputs(model, x: np.ndarray, batch: int = 64):
-    """(probabilities, pooled features, logits) for (n, s, s) uint8 images."""
+def fresh6_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+    """The ``fresh6`` set (benchmarks/ood_fresh6.py: 20 of each generated kind)."""
+    from ood_fresh6 import fresh6_images
+
+    return [checked_item(*item) for item in fresh6_images()]
+
+
+def probe_outputs(model, x: np.ndarray, grid: int, batch: int = 64):
+    """(probabilities, pooled features, the feature map's ``grid`` x ``grid`` cell means,
+    logits) for (n, s, s) uint8 images."""
     from cxrtool.backend import import_keras
     from cxrtool.models.names import LOGITS_LAYER, POOL_LAYER
+    from cxrtool.ood import grid_pool
 
     keras = import_keras()
-    probe = keras.Model(model.inputs[0], [model.outputs[0], keras.layers.Flatten()(model.get_layer(POOL_LAYER).output),
+    probe = keras.Model(model.inputs[0], [model.outputs[0], model.get_layer(POOL_LAYER).input,
                                           model.get_layer(LOGITS_LAYER).output])
-    outs = [[], [], []]
+    outs = [[], [], [], []]
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
         pad = np.concatenate([xb, np.repeat(xb[-1:], batch - len(xb), axis=0)]).astype(np.float32)[..., None]
-        for k, o in enumerate(probe.predict_on_batch(pad)):
-            outs[k].append(np.asarray(o, np.float64)[: len(xb)])
+        probs, maps, logits = (np.asarray(o)[: len(xb)] for o in probe.predict_on_batch(pad))
+        for k, o in enumerate((probs, grid_pool(maps, 1), grid_pool(maps, grid), logits)):
+            outs[k].append(np.asarray(o, np.float64))
     return [np.concatenate(o) for o in outs]
 
 
@@ -196,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--figures", type=Path, action="append", default=[], help="folders of the tool's own PNG figures")
     ap.add_argument("--per-kind", type=int, default=25, help="generated pictures of each kind in dev and fresh")
-    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3,fresh4,fresh5", help="comma-separated: dev, fresh, fresh2, fresh3, fresh4, fresh5")
+    ap.add_argument("--sets", default="dev,fresh,fresh2,fresh3,fresh4,fresh5,fresh6",
+                    help="comma-separated: dev, fresh, fresh2, ..., fresh6")
     args = ap.parse_args(argv)
 
     from scipy.special import logsumexp
@@ -223,11 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     test_sources = sorted(set(splits["test"].sources)) if hasattr(splits["test"], "sources") else []
     makers = {"dev": lambda: non_xray_images(args.figures, args.per_kind),
               "fresh": lambda: fresh_non_xray_images(args.per_kind), "fresh2": fresh2_non_xray_images, "fresh3": fresh3_non_xray_images,
-              "fresh4": fresh4_non_xray_images, "fresh5": fresh5_non_xray_images}
+              "fresh4": fresh4_non_xray_images, "fresh5": fresh5_non_xray_images,
+              "fresh6": fresh6_non_xray_images}
     sets = {name: makers[name]() for name in args.sets.split(",")}
     for name, items in sets.items():
         x[name] = np.stack([resize_image(g, size) for _, _, g, _ in items])
-    outs = {k: probe_outputs(loaded.model, v) for k, v in x.items()}
+    record = loaded.info.extra["ood"]
+    judge = Judge.from_record(record)
+    outs = {k: probe_outputs(loaded.model, v, judge.grid) for k, v in x.items()}
     image_flag = {k: np.asarray([f is not None for *_, f in items]) for k, items in sets.items()}
     # image checks on the dataset splits (the decoded files: colour and size as predict sees them)
     for s in ("val", "test"):
@@ -237,38 +252,32 @@ def main(argv: list[str] | None = None) -> int:
             flags.append(check_image(img.pixels, width=img.width, height=img.height, colour=img.colour) is not None)
         image_flag[s] = np.asarray(flags)
 
-    record = loaded.info.extra["ood"]
-    judge = Judge.from_record(record)
     features, layout, picture, picture_scale = judge.features, judge.layout, judge.picture, judge.picture_scale
     y_train = splits["train"].y
     # each candidate: (scores, threshold); flagged above the threshold. The stored scores are
     # already divided by their thresholds; the others are thresholded at the val quantile
     # (energy is negative: comparing, not dividing, keeps its order)
     scores = {"stored: max(features, layout, picture, edges)": {k: stored_scores(loaded, v) for k, v in x.items()},
-              "features (stored part)": {k: features.score(o[1]) for k, o in outs.items()},
+              "features (stored part)": {k: features.score(o[2]) for k, o in outs.items()},
               "layout (stored part)": {k: layout.score(layout_thumbnails(v)) for k, v in x.items()},
               "picture (stored part)": {k: picture.score(picture_vectors(v) / picture_scale) for k, v in x.items()},
               "edges (stored part)": {k: judge.edges.score(edge_histograms(v, *judge.edge_grid)) for k, v in x.items()}}
-    scores["max(features, layout, picture): without the edge part"] = {
-        k: np.maximum.reduce([scores[f"{p} (stored part)"][k] for p in ("features", "layout", "picture")]) for k in x}
-    scores["max(features, layout): without the picture and edge parts"] = {
-        k: np.maximum(scores["features (stored part)"][k], scores["layout (stored part)"][k]) for k in x}
-    # the previous release (29147f1): three parts, each thresholded at the val 99.5th percentile alone
-    previous = []
-    for name, vec in (("features", lambda k: outs[k][1]), ("layout", lambda k: layout_thumbnails(x[k])),
-                      ("picture", lambda k: picture_vectors(x[k]) / picture_scale)):
-        st = fit_stats(vec("train"), y_train if name == "features" else np.zeros(len(y_train)))
-        set_threshold(st, vec("val"), 0.995)
-        previous.append({k: st.score(vec(k)) for k in x})
-    scores["previous release: max(features, layout, picture), val 99.5th percentile each"] = {
-        k: np.maximum.reduce([p[k] for p in previous]) for k in x}
+    image_parts = {k: np.maximum.reduce([scores[f"{p} (stored part)"][k] for p in ("layout", "picture", "edges")]) for k in x}
+    scores["max(layout, picture, edges): the image parts without the features"] = image_parts
+    # the previous release (b93d354): the feature part on the pooled features (the whole map's
+    # average), fitted and thresholded as fit_ood does; the same image parts
+    pooled = fit_stats(outs["train"][1], y_train)
+    set_threshold(pooled, outs["val"][1], QUANTILE)
+    scores["pooled features (previous release's feature part)"] = {k: pooled.score(o[1]) for k, o in outs.items()}
+    scores["previous release: max(pooled features, layout, picture, edges)"] = {
+        k: np.maximum(image_parts[k], scores["pooled features (previous release's feature part)"][k]) for k in x}
     thresholds = dict.fromkeys(scores, 1.0)
     raw = {}
     for name, kw in (("mahalanobis-pca64", dict(dims=64, residual=False)),
                      ("mahalanobis-full", dict(dims=10_000, residual=False))):
         st = fit_stats(outs["train"][1], y_train, **kw)
         raw[name] = {k: st.distance(o[1]) for k, o in outs.items()}
-    raw["energy"] = {k: -logsumexp(o[2], axis=1) for k, o in outs.items()}
+    raw["energy"] = {k: -logsumexp(o[3], axis=1) for k, o in outs.items()}
     raw["max-softmax"] = {k: 1.0 - o[0].max(axis=1) for k, o in outs.items()}
     for name, r in raw.items():
         scores[name], thresholds[name] = r, float(np.quantile(r["val"], QUANTILE))

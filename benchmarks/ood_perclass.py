@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, 3) distances (features, layout, picture) and the predicted class of each image."""
-        probs, feats, _ = od.probe_outputs(loaded.model, x)
+        probs, _, feats, _ = od.probe_outputs(loaded.model, x, judge.grid)  # the features the record was fitted on
         d = np.stack([judge.features.distance(feats), judge.layout.distance(layout_thumbnails(x)),
                       judge.picture.distance(picture_vectors(x) / judge.picture_scale)], axis=1)
         return d, probs.argmax(axis=1)

@@ -6,12 +6,15 @@ Five judgements, all in the same run as the prediction:
   binary (text, line art), white page, pixel noise, perfectly smooth ramps, no fine detail (a
   picture blown up from a few pixels). A failure gives the
   flag ``not-a-chest-xray``.
-* **Feature distance** (this module): the model's pooled features (the ``avg_pool`` layer,
-  computed anyway on the way to the probabilities) are compared with the training split's by a
-  Mahalanobis distance with class-conditional means and one shared covariance (Lee et al.
-  2018), in the span of the top principal components plus a scaled residual term for what lies
-  outside it (a probabilistic-PCA distance, so a 1280-d feature needs a 64 x 1280 projection,
-  not a 1280 x 1280 covariance).
+* **Feature distance** (this module): the model's last feature map (the input of the
+  ``avg_pool`` layer, computed anyway on the way to the probabilities), averaged over each cell
+  of a 3 x 3 grid, is compared with the training split's by a Mahalanobis distance with
+  class-conditional means and one shared covariance (Lee et al. 2018), in the span of the top
+  principal components plus a scaled residual term for what lies outside it (a
+  probabilistic-PCA distance, so a 2304-d vector needs a 64 x 2304 projection, not a
+  2304 x 2304 covariance). The grid keeps *where* the network found what: the pooled features
+  (one average over the whole map, what the classifier reads and what models fitted before the
+  grid store) place a drawn abdominal film among a small cnn's chest films; its cells do not.
 * **Layout distance** (this module, no network): the same distance on a 24 x 24 thumbnail of
   the model-size image, standardised per image, against the training thumbnails (one class).
   A small cnn's features place some smooth grey pictures (an MRI slice, an elevation map) among
@@ -72,6 +75,9 @@ OUT_OF_DISTRIBUTION = "out-of-distribution"
 FLAGS = (NOT_XRAY, OUT_OF_DISTRIBUTION)
 #: Principal components kept (fewer when the feature or the split is smaller).
 DIMS = 64
+#: Cells per side of the grid the last feature map is averaged over for the feature distance
+#: (1 would be the pooled features; records without ``grid`` were fitted on those).
+FEATURE_GRID = 3
 #: Quantile of unseen images' distances that becomes each score's threshold (four scores:
 #: about 2% of unseen X-rays flagged, measured in docs/ood.md).
 QUANTILE = 0.997
@@ -219,6 +225,21 @@ def _thumbnail_chunks(x: np.ndarray, side: int, chunk: int = 256, dtype=np.float
         yield i, rows @ imgs @ cols.T
 
 
+def grid_pool(maps: np.ndarray, grid: int) -> np.ndarray:
+    """``(n, grid * grid * C)``: feature maps ``maps`` (n, H, W, C) averaged over each cell of a
+    ``grid`` x ``grid`` partition, cells as even as the map allows (as adaptive average pooling
+    cuts them: cell i spans rows ``floor(i H / grid)`` to ``ceil((i + 1) H / grid)``); grid 1
+    is global average pooling. A 2-D array (pooled features) is returned as it is for grid 1."""
+    maps = np.asarray(maps)
+    if maps.ndim == 2 and grid == 1:
+        return maps
+    n, h, w, c = maps.shape
+    rows = [(i * h // grid, -(-(i + 1) * h // grid)) for i in range(grid)]
+    cols = [(j * w // grid, -(-(j + 1) * w // grid)) for j in range(grid)]
+    cells = [maps[:, r0:r1, c0:c1].mean(axis=(1, 2), dtype=np.float64) for r0, r1 in rows for c0, c1 in cols]
+    return np.stack(cells, axis=1).reshape(n, grid * grid * c)
+
+
 def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE, chunk: int = 256) -> np.ndarray:
     """``(n, side * side)`` thumbnails of model-size images ``x`` ((n, s, s) or (n, s, s, 1),
     uint8 or float), each standardised to mean 0 and std 1: the grey layout, whatever the
@@ -299,7 +320,8 @@ _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def feature_model(model):
-    """``model`` with a second output: the pooled features (one forward pass gives both)."""
+    """``model`` with a second output: the last feature map, the input of the pooling layer
+    (one forward pass gives both; :func:`grid_pool` makes the feature vectors)."""
     from .backend import import_keras
     from .models.names import POOL_LAYER
 
@@ -307,26 +329,26 @@ def feature_model(model):
     if cached is not None:
         return cached
     keras = import_keras()
-    pool = model.get_layer(POOL_LAYER).output
-    probe = keras.Model(model.inputs[0], [model.outputs[0], keras.layers.Flatten()(pool)])
+    probe = keras.Model(model.inputs[0], [model.outputs[0], model.get_layer(POOL_LAYER).input])
     _FEATURE_MODELS[model] = probe
     return probe
 
 
-def predict_features(model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, features) for images ``x`` (n, s, s) uint8, batch by batch (the last
-    batch padded to the full size: one compiled shape)."""
+def predict_features(model, x: np.ndarray, batch_size: int = 64, grid: int = FEATURE_GRID) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, features: the feature map's ``grid`` x ``grid`` cell means) for images
+    ``x`` (n, s, s) uint8, batch by batch (the last batch padded to the full size: one
+    compiled shape)."""
     probe = feature_model(model)
     if not len(x):
-        n_classes, dim = (int(t.shape[-1]) for t in probe.outputs)
-        return np.zeros((0, n_classes)), np.zeros((0, dim))
+        n_classes, channels = (int(t.shape[-1]) for t in probe.outputs)
+        return np.zeros((0, n_classes)), np.zeros((0, grid * grid * channels))
     probs, feats = [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
         padded = np.concatenate([xb, np.repeat(xb[-1:], batch_size - len(xb), axis=0)])
         p, f = probe.predict_on_batch(padded.astype(np.float32)[..., None])
         probs.append(np.asarray(p, np.float64)[: len(xb)])
-        feats.append(np.asarray(f, np.float64)[: len(xb)])
+        feats.append(grid_pool(np.asarray(f)[: len(xb)], grid))
     return np.concatenate(probs), np.concatenate(feats)
 
 
@@ -363,7 +385,8 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     if len(val_x):
         for part_val, _ in parts.values():
             flagged = flagged | (part_val > 1.0)
-    record.update(method="mahalanobis-pca", feature_layer="avg_pool", dims=int(stats.components.shape[0]),
+    record.update(method="mahalanobis-pca", feature_layer="avg_pool:input", grid=FEATURE_GRID,
+                  dims=int(stats.components.shape[0]),
                   feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on,
                   n_train=int(len(train_x)), n_val=int(len(val_x)),
                   val_flagged=float(np.mean(flagged)) if len(val_scores) else 0.0,
@@ -460,7 +483,9 @@ def one_blas_thread():
 @dataclass
 class Judge:
     """One model's statistics: the feature distance and, for models fitted since each exists,
-    the layout, picture and edge distances (None for older records)."""
+    the layout, picture and edge distances (None for older records). ``grid``: the cells per
+    side of the feature map's averages the feature statistics were fitted on (1 for records
+    from before the grid: the pooled features)."""
 
     features: Stats
     layout: Stats | None = None
@@ -469,10 +494,11 @@ class Judge:
     picture_scale: np.ndarray | None = None
     edges: Stats | None = None
     edge_grid: tuple[int, int, int] = (EDGE_SIDE, EDGE_CELLS, EDGE_BINS)  # side, cells, bins
+    grid: int = 1
 
     @classmethod
     def from_record(cls, r: dict) -> Judge:
-        judge = cls(Stats.from_record(r))
+        judge = cls(Stats.from_record(r), grid=int(r.get("grid", 1)))
         if lay := r.get("layout"):
             judge.layout, judge.side = Stats.from_record(lay), int(lay["side"])
         if pic := r.get("picture"):
@@ -481,9 +507,14 @@ class Judge:
             judge.edges, judge.edge_grid = Stats.from_record(edg), (int(edg["side"]), int(edg["cells"]), int(edg["bins"]))
         return judge
 
+    def features_of(self, maps: np.ndarray) -> np.ndarray:
+        """The feature vectors these statistics compare, from the last feature maps (n, H, W, C)."""
+        return grid_pool(maps, self.grid)
+
     def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
         """``ood_score`` of each image: the largest of its feature, layout, picture and edge
-        scores (``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
+        scores (``feats``: :meth:`features_of` the feature maps; ``pictures``:
+        :func:`picture_vectors` of ``x`` when the caller has them already)."""
         with one_blas_thread():
             s = self.features.score(feats)
             if self.layout is not None:
@@ -529,7 +560,7 @@ class Scorer:
 
         keras = import_keras()
         size = int(self.loaded.info.image_size)
-        inner = keras.Model(sub.inputs[0], keras.layers.Flatten()(sub.get_layer(POOL_LAYER).output))
+        inner = keras.Model(sub.inputs[0], sub.get_layer(POOL_LAYER).input)
         inp = keras.Input((size, size, 1), dtype="float32")
         x = inp
         if member_size != size:  # as the ensemble graph does
@@ -555,8 +586,9 @@ class Scorer:
         (``pictures``: :func:`picture_vectors` of ``x``, when computed elsewhere: ``predict``
         computes them in its decoding threads)."""
         if self.probe is not None:
-            probs, feats = self.probe.predict_on_batch(x)
-            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures)
+            probs, maps = self.probe.predict_on_batch(x)
+            judge = self.single
+            return np.asarray(probs, np.float32), judge.score(judge.features_of(np.asarray(maps)), x, pictures)
         probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
         if not self.members:
             return probs, None
@@ -565,11 +597,12 @@ class Scorer:
         # (the picture statistics likewise: measured on the ensemble-size image)
         if pictures is None and any(judge.picture is not None for _, judge in self.members):
             pictures = picture_vectors(x)
-        scores = np.stack([judge.score(np.asarray(probe.predict_on_batch(x)), x, pictures) for probe, judge in self.members])
+        scores = np.stack([judge.score(judge.features_of(np.asarray(probe.predict_on_batch(x))), x, pictures)
+                           for probe, judge in self.members])
         return probs, scores.max(axis=0)
 
 
-__all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
-           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "has_stats", "layout_thumbnails", "pack",
+__all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FEATURE_GRID", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
+           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "grid_pool", "has_stats", "layout_thumbnails", "pack",
            "picture_vectors",
            "predict_features", "set_threshold", "unpack"]

@@ -291,6 +291,43 @@ def test_predict_computes_the_picture_vectors_of_the_model_input_in_its_decoding
             assert np.allclose(vector, picture_vectors(pixels[None])[0])
 
 
+def test_grid_pool_averages_even_cells_and_grid_one_is_the_global_average():
+    from cxrtool.ood import grid_pool
+
+    maps = np.random.default_rng(0).normal(size=(2, 12, 12, 5)).astype(np.float32)
+    g3 = grid_pool(maps, 3).reshape(2, 3, 3, 5)
+    assert np.allclose(g3[:, 1, 2], maps[:, 4:8, 8:12].mean(axis=(1, 2)))  # row band 1, column band 2
+    assert np.allclose(g3.mean(axis=(1, 2)), grid_pool(maps, 1))  # equal cells: their mean is the whole map's
+    assert np.allclose(grid_pool(maps, 1), maps.mean(axis=(1, 2)))
+    odd = grid_pool(maps[:, :7, :7], 3).reshape(2, 3, 3, 5)  # 7 rows: bands 0-3, 2-5, 4-7 (no row left out)
+    assert np.allclose(odd[:, 2, 0], maps[:, 4:7, 0:3].mean(axis=(1, 2)))
+    pooled = maps.mean(axis=(1, 2))
+    assert grid_pool(pooled, 1) is pooled  # pooled features of an old record pass through
+
+
+def test_a_record_without_a_grid_scores_the_pooled_features_as_before(models, dataset):
+    """Models fitted before the grid (record without ``grid``) score the map's global average,
+    exactly what their avg_pool layer gave when they were fitted."""
+    from cxrtool.artifact import load_model
+    from cxrtool.inference import model_input
+    from cxrtool.ood import Judge, Scorer, feature_model, fit_stats, set_threshold
+
+    loaded = load_model(models["trained"])
+    record = dict(loaded.info.extra["ood"])
+    x = model_input([np.asarray(make_phantom(c, s, 96)) for c in ("covid", "normal") for s in range(6)], SIZE)
+    probs, maps = feature_model(loaded.model).predict_on_batch(x)
+    pooled = np.asarray(loaded.model.get_layer("avg_pool")(maps))  # what avg_pool computes
+    old = fit_stats(pooled, np.arange(len(x)) % 2)
+    set_threshold(old, pooled)
+    record.update(old.to_record())
+    del record["grid"]
+    judge = Judge.from_record(record)
+    assert judge.grid == 1 and judge.features_of(np.asarray(maps)).shape == pooled.shape
+    assert np.allclose(judge.features.score(judge.features_of(np.asarray(maps))), old.score(pooled), rtol=1e-4)
+    loaded.info.extra = {**loaded.info.extra, "ood": record}
+    assert np.all(np.isfinite(Scorer(loaded).predict(x)[1]))
+
+
 def test_evaluate_reads_the_checks_and_the_picture_vectors_from_one_pass():
     from cxrtool.evaluate.ood_section import image_checks
     from cxrtool.inputs import resize_image
@@ -355,7 +392,8 @@ def test_train_stores_the_statistics_and_they_load_in_safe_mode(models):
 
     record = read_info(models["trained"]).extra["ood"]
     assert record["method"] == "mahalanobis-pca" and record["threshold"] > 0 and record["n_val"] == 24
-    assert record["feature_dim"] == 256 and 1 <= record["dims"] <= 64
+    # the feature map's averages over a 3 x 3 grid of cells: 9 x 256 numbers
+    assert record["grid"] == 3 and record["feature_dim"] == 9 * 256 and 1 <= record["dims"] <= 64
     layout = record["layout"]  # the grey-layout statistics: 24 x 24 thumbnails, its own threshold
     assert layout["side"] == 24 and layout["threshold"] > 0 and layout["quantile"] == record["quantile"] == 0.997
     assert 0 <= layout["val_flagged"] <= record["val_flagged"] <= 1
