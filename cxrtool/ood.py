@@ -148,6 +148,23 @@ class Stats:
                    float(r["residual_var"]), float(r["threshold"]))
 
 
+def principal_axes(centred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` principal directions (k, D) of the centred rows ``centred`` (n, D) and
+    their sums of squares, from the eigenvectors of the smaller of the two Gram matrices
+    (D x D or n x n): the same subspace as an SVD, at a fraction of its time and memory for
+    wide features (5,000 x 11,520, a MobileNetV2 map's 3 x 3 grid: an SVD took minutes and
+    3.8 GB). From the n x n matrix, a direction without variance cannot be recovered and is
+    left out (fewer than ``k`` for degenerate data)."""
+    n, d = centred.shape
+    values, vectors = np.linalg.eigh(centred.T @ centred if d <= n else centred @ centred.T)  # ascending
+    top = np.argsort(values)[::-1][:k]
+    values, vectors = np.maximum(values[top], 0.0), vectors[:, top]
+    if d <= n:
+        return vectors.T, values
+    keep = values > (values[0] if len(values) else 0.0) * 1e-12
+    return (vectors[:, keep].T @ centred) / np.sqrt(values[keep])[:, None], values[keep]
+
+
 def fit_stats(feats: np.ndarray, y: np.ndarray, *, dims: int = DIMS, residual: bool = True) -> Stats:
     """Statistics of the training features ``feats`` (n, D) with labels ``y``; threshold 1
     until :func:`set_threshold`. The shared covariance is shrunk (Ledoit-Wolf) so a small
@@ -159,15 +176,17 @@ def fit_stats(feats: np.ndarray, y: np.ndarray, *, dims: int = DIMS, residual: b
     mean = f.mean(axis=0)
     centred = f - mean
     k = int(max(1, min(dims, f.shape[1], len(f) - 1)))
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    components = vt[:k]
+    components, kept_sq = principal_axes(centred, k)
+    if not len(components):  # no variance at all: one arbitrary direction, as an SVD would give
+        components, kept_sq = np.eye(1, f.shape[1]), np.zeros(1)
     z = centred @ components.T
     classes = np.unique(y)
     class_means = np.stack([z[y == c].mean(axis=0) for c in classes])
     within = z - class_means[np.searchsorted(classes, y)]
     precision = LedoitWolf(assume_centered=True).fit(within).precision_
-    dropped = f.shape[1] - k
-    residual_var = float(np.sum(s[k:] ** 2) / len(f) / dropped) if residual and dropped > 0 else 0.0
+    dropped = f.shape[1] - len(components)
+    left = max(float(np.sum(centred * centred)) - float(np.sum(kept_sq)), 0.0)  # the squares outside the subspace
+    residual_var = left / len(f) / dropped if residual and dropped > 0 else 0.0
     return Stats(mean, components, class_means, precision, residual_var if residual_var > 1e-12 else 0.0)
 
 

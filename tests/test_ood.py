@@ -291,6 +291,24 @@ def test_predict_computes_the_picture_vectors_of_the_model_input_in_its_decoding
             assert np.allclose(vector, picture_vectors(pixels[None])[0])
 
 
+def test_principal_axes_span_the_svd_subspace_for_tall_and_wide_features():
+    from cxrtool.ood import principal_axes
+
+    rng = np.random.default_rng(0)
+    for n, d in ((200, 30), (40, 300)):  # D x D Gram matrix, then n x n
+        f = rng.normal(size=(n, d)) * np.linspace(3, 0.1, d)
+        centred = f - f.mean(axis=0)
+        components, squares = principal_axes(centred, 10)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        assert np.allclose(squares, s[:10] ** 2)
+        assert np.allclose(components @ components.T, np.eye(10), atol=1e-8)  # orthonormal
+        assert np.allclose(np.abs(components @ vt[:10].T), np.eye(10), atol=1e-6)  # the same directions, up to sign
+    assert principal_axes(np.zeros((5, 4)), 3)[0].shape == (3, 4)  # no variance: any 3 orthonormal directions
+    assert principal_axes(np.zeros((3, 6)), 2)[0].shape == (0, 6)  # ... which the n x n matrix cannot give
+    stats = fit_stats(np.ones((3, 6)), np.zeros(3))  # still fits: one arbitrary direction
+    assert stats.components.shape == (1, 6) and np.all(np.isfinite(stats.distance(np.ones((2, 6)))))
+
+
 def test_grid_pool_averages_even_cells_and_grid_one_is_the_global_average():
     from cxrtool.ood import grid_pool
 
