@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             keys = [k for k in keys if k in z]
             return np.concatenate([z[k] for k in keys]), np.concatenate([z[f"image_flag_{k}"] for k in keys])
 
-        for keys, what, colour in ((("dev", "fresh", "fresh2", "fresh3"),
-                                    "dev + fresh + fresh2 + fresh3 non-X-rays (the detector was designed on these)", "tab:red"),
-                                   (("fresh4",), "fresh4 non-X-rays (scored once, when the edge score was committed)", "tab:purple"),
-                                   (("fresh5",), "fresh5 non-X-rays (scored once, with the version shipped)", "tab:brown")):
+        for keys, what, colour in ((("dev", "fresh", "fresh2", "fresh3", "fresh5"),
+                                    "dev, fresh, fresh2, fresh3, fresh5 non-X-rays (the detector was designed on these)", "tab:red"),
+                                   (("fresh4",), "fresh4 non-X-rays (the feature grid was designed on its misses)", "tab:purple"),
+                                   (("fresh6",), "fresh6 non-X-rays (scored once, with the version shipped)", "tab:brown")):
             if any(k in z for k in keys):
                 series.append((what, *pooled(keys), colour))
         for name, v, checked, colour in series:

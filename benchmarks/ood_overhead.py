@@ -13,7 +13,10 @@ times :func:`cxrtool.predict.predict_stream` over the files, interleaved ``--rep
   predict did before the flag existed).
 
 ``--part checks`` or ``score`` turns on only one of the two in the "with" runs (to see which
-costs what). Prints one JSON line: the best images/s of each and ``ratio`` = with / without (target >= 0.9),
+costs what). ``--pooled`` adds a third configuration to the interleaved runs: as shipped, but
+with the feature statistics fitted on the pooled features (the map's one average, as models
+fitted before the 3 x 3 grid have them), so the grid's own cost is measured in the same
+process (``pooled_ratio`` = with / pooled). Prints one JSON line: the best images/s of each and ``ratio`` = with / without (target >= 0.9),
 and, because a shared machine makes the wall clock wander, the median images per CPU second
 of this process (all threads) and ``cpu_ratio`` = with / without.
 """
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pooled", action="store_true", help="also time the pooled-feature record (the previous release's feature part)")
     ap.add_argument("--part", choices=("both", "checks", "score"), default="both",
                     help="what 'with' turns on: both (as shipped), only the image checks, only the feature score")
     args = ap.parse_args(argv)
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.artifact import LoadedModel, ModelInfo
     from cxrtool.backend import import_keras
     from cxrtool.models import build_model, get_spec
-    from cxrtool.ood import fit_ood
+    from cxrtool.ood import fit_ood, fit_stats, predict_features, set_threshold
     from cxrtool.synthetic import make_phantom
     from cxrtool.workers import available_cpus, default_workers
 
@@ -72,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         record = fit_ood(model, fit_x[:60], np.arange(60) % 3, fit_x[60:], batch_size=args.batch_size)
         info = ModelInfo(args.arch, image_size=size, gradcam_layer=spec.gradcam_layer)
         with_ood = LoadedModel(model, ModelInfo(**{**info.__dict__, "extra": {"ood": record}}), None)
+        pooled_record = dict(record)  # the same record with the feature part on the pooled features
+        pooled_stats = fit_stats(predict_features(model, fit_x[:60], grid=1)[1], np.arange(60) % 3)
+        set_threshold(pooled_stats, predict_features(model, fit_x[60:], grid=1)[1])
+        pooled_record.update(pooled_stats.to_record(), grid=1)
+        pooled = LoadedModel(model, ModelInfo(**{**info.__dict__, "extra": {"ood": pooled_record}}), None)
         without = LoadedModel(model, info, None)
         shipped = predict_module.decode_and_check
 
@@ -92,19 +101,18 @@ def main(argv: list[str] | None = None) -> int:
 
         with_model = with_ood if args.part != "checks" else without
         with_decode = shipped if args.part != "score" else decode_only
-        for loaded, decode in ((with_model, with_decode), (without, decode_only)):  # compile both graphs first
+        configs = [(with_model, with_decode), (without, decode_only)] + ([(pooled, with_decode)] if args.pooled else [])
+        for loaded, decode in configs:  # compile the graphs first
             predict_module.decode_and_check = decode
             list(predict_module.predict_stream(loaded, paths[: args.batch_size * 2 + 1], batch_size=args.batch_size,
                                                workers=args.workers))
             predict_module.decode_and_check = shipped
-        runs_with, runs_without = [], []
-        for k in range(args.repeats):  # interleaved, order alternating, so drifts in machine load hit both
-            if k % 2:
-                runs_with.append(run(with_model, with_decode))
-                runs_without.append(run(without, decode_only))
-            else:
-                runs_without.append(run(without, decode_only))
-                runs_with.append(run(with_model, with_decode))
+        runs: list[list[tuple[float, float]]] = [[] for _ in configs]
+        for k in range(args.repeats):  # interleaved, order rotating, so drifts in machine load hit all
+            for j in range(len(configs)):
+                c = (j + k) % len(configs)
+                runs[c].append(run(*configs[c]))
+        runs_with, runs_without = runs[0], runs[1]
     result = {
         "part": args.part, "arch": args.arch, "input_px": size, "file_px": args.image_px, "images": args.n, "batch_size": args.batch_size,
         "workers": default_workers(cap=8, requested=args.workers), "cpus": available_cpus(),
@@ -119,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         "runs_with": [[round(w, 1), round(c, 1)] for w, c in runs_with],
         "keras": keras.__version__, "jax": jax.__version__,
     }
+    if args.pooled:
+        runs_pooled = runs[2]
+        result.update(pooled_img_s=round(max(w for w, _ in runs_pooled), 1),
+                      pooled_ratio=round(max(w for w, _ in runs_with) / max(w for w, _ in runs_pooled), 3),
+                      pooled_ratio_to_without=round(max(w for w, _ in runs_pooled) / max(w for w, _ in runs_without), 3),
+                      pooled_cpu_ratio=round(float(np.median([c for _, c in runs_with]) / np.median([c for _, c in runs_pooled])), 3),
+                      runs_pooled=[[round(w, 1), round(c, 1)] for w, c in runs_pooled])
     print(json.dumps(result))
     return 0
 

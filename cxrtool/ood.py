@@ -244,18 +244,22 @@ def _thumbnail_chunks(x: np.ndarray, side: int, chunk: int = 256, dtype=np.float
         yield i, rows @ imgs @ cols.T
 
 
-def grid_pool(maps: np.ndarray, grid: int) -> np.ndarray:
-    """``(n, grid * grid * C)``: feature maps ``maps`` (n, H, W, C) averaged over each cell of a
-    ``grid`` x ``grid`` partition, cells as even as the map allows (as adaptive average pooling
-    cuts them: cell i spans rows ``floor(i H / grid)`` to ``ceil((i + 1) H / grid)``); grid 1
-    is global average pooling. A 2-D array (pooled features) is returned as it is for grid 1."""
-    maps = np.asarray(maps)
-    if maps.ndim == 2 and grid == 1:
-        return maps
-    n, h, w, c = maps.shape
+def grid_cells(h: int, w: int, grid: int) -> list[tuple[int, int, int, int]]:
+    """``(row0, row1, col0, col1)`` of the ``grid`` x ``grid`` cells of an h x w map, row by row,
+    as even as the map allows (as adaptive average pooling cuts them: band i spans
+    ``floor(i H / grid)`` to ``ceil((i + 1) H / grid)``, so no row or column is left out)."""
     rows = [(i * h // grid, -(-(i + 1) * h // grid)) for i in range(grid)]
     cols = [(j * w // grid, -(-(j + 1) * w // grid)) for j in range(grid)]
-    cells = [maps[:, r0:r1, c0:c1].mean(axis=(1, 2), dtype=np.float64) for r0, r1 in rows for c0, c1 in cols]
+    return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+
+
+def grid_pool(maps: np.ndarray, grid: int) -> np.ndarray:
+    """``(n, grid * grid * C)``: feature maps ``maps`` (n, H, W, C) averaged over each of the
+    :func:`grid_cells`, cell by cell; grid 1 is global average pooling. The numpy twin of what
+    :func:`feature_model` computes in the graph (benchmarks and tests compare the two)."""
+    maps = np.asarray(maps)
+    n, h, w, c = maps.shape
+    cells = [maps[:, r0:r1, c0:c1].mean(axis=(1, 2), dtype=np.float64) for r0, r1, c0, c1 in grid_cells(h, w, grid)]
     return np.stack(cells, axis=1).reshape(n, grid * grid * c)
 
 
@@ -333,41 +337,50 @@ def has_stats(info: Any) -> bool:
     return any(KEY in m for m in (info.extra or {}).get("members", []))
 
 
-#: One feature model per Keras model: a new ``keras.Model`` would compile its predict function
+#: One feature model per Keras model and grid: a new ``keras.Model`` would compile its predict function
 #: again (seconds of XLA on a CPU) every time a Scorer is made for the same loaded model.
 _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def feature_model(model):
-    """``model`` with a second output: the last feature map, the input of the pooling layer
-    (one forward pass gives both; :func:`grid_pool` makes the feature vectors)."""
+def grid_features(keras, fmap, grid: int):
+    """In the graph: the feature map ``fmap`` (n, H, W, C) averaged over each of the
+    :func:`grid_cells`, flattened cell by cell as :func:`grid_pool` does. Pooled where the map
+    is computed, the probe hands 9 C numbers per image to numpy instead of H W C."""
+    h, w = int(fmap.shape[1]), int(fmap.shape[2])
+    cells = [keras.ops.mean(fmap[:, r0:r1, c0:c1, :], axis=(1, 2)) for r0, r1, c0, c1 in grid_cells(h, w, grid)]
+    return cells[0] if len(cells) == 1 else keras.ops.concatenate(cells, axis=-1)
+
+
+def feature_model(model, grid: int = FEATURE_GRID):
+    """``model`` with a second output: the feature vectors, the last feature map (the input of
+    the pooling layer) averaged over a ``grid`` x ``grid`` grid of cells (one forward pass
+    gives both)."""
     from .backend import import_keras
     from .models.names import POOL_LAYER
 
-    cached = _FEATURE_MODELS.get(model)
-    if cached is not None:
-        return cached
-    keras = import_keras()
-    probe = keras.Model(model.inputs[0], [model.outputs[0], model.get_layer(POOL_LAYER).input])
-    _FEATURE_MODELS[model] = probe
-    return probe
+    probes = _FEATURE_MODELS.setdefault(model, {})
+    if grid not in probes:
+        keras = import_keras()
+        feats = grid_features(keras, model.get_layer(POOL_LAYER).input, grid)
+        probes[grid] = keras.Model(model.inputs[0], [model.outputs[0], feats])
+    return probes[grid]
 
 
 def predict_features(model, x: np.ndarray, batch_size: int = 64, grid: int = FEATURE_GRID) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, features: the feature map's ``grid`` x ``grid`` cell means) for images
     ``x`` (n, s, s) uint8, batch by batch (the last batch padded to the full size: one
     compiled shape)."""
-    probe = feature_model(model)
+    probe = feature_model(model, grid)
     if not len(x):
-        n_classes, channels = (int(t.shape[-1]) for t in probe.outputs)
-        return np.zeros((0, n_classes)), np.zeros((0, grid * grid * channels))
+        n_classes, dim = (int(t.shape[-1]) for t in probe.outputs)
+        return np.zeros((0, n_classes)), np.zeros((0, dim))
     probs, feats = [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
         padded = np.concatenate([xb, np.repeat(xb[-1:], batch_size - len(xb), axis=0)])
         p, f = probe.predict_on_batch(padded.astype(np.float32)[..., None])
         probs.append(np.asarray(p, np.float64)[: len(xb)])
-        feats.append(grid_pool(np.asarray(f)[: len(xb)], grid))
+        feats.append(np.asarray(f, np.float64)[: len(xb)])
     return np.concatenate(probs), np.concatenate(feats)
 
 
@@ -526,14 +539,10 @@ class Judge:
             judge.edges, judge.edge_grid = Stats.from_record(edg), (int(edg["side"]), int(edg["cells"]), int(edg["bins"]))
         return judge
 
-    def features_of(self, maps: np.ndarray) -> np.ndarray:
-        """The feature vectors these statistics compare, from the last feature maps (n, H, W, C)."""
-        return grid_pool(maps, self.grid)
-
     def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
         """``ood_score`` of each image: the largest of its feature, layout, picture and edge
-        scores (``feats``: :meth:`features_of` the feature maps; ``pictures``:
-        :func:`picture_vectors` of ``x`` when the caller has them already)."""
+        scores (``feats``: the feature vectors at this judge's ``grid``, :func:`feature_model`;
+        ``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
         with one_blas_thread():
             s = self.features.score(feats)
             if self.layout is not None:
@@ -566,20 +575,20 @@ class Scorer:
 
             for sub, member, _ in member_models(loaded):
                 if KEY in member:
-                    self.members.append((self._member_probe(sub, int(member["image_size"])),
-                                         Judge.from_record(member[KEY])))
+                    judge = Judge.from_record(member[KEY])
+                    self.members.append((self._member_probe(sub, int(member["image_size"]), judge.grid), judge))
         elif KEY in (info.extra or {}):
             self.single = Judge.from_record(info.extra[KEY])
-            self.probe = feature_model(loaded.model)
+            self.probe = feature_model(loaded.model, self.single.grid)
         self.available = self.single is not None or bool(self.members)
 
-    def _member_probe(self, sub, member_size: int):
+    def _member_probe(self, sub, member_size: int, grid: int):
         from .backend import import_keras
         from .models.names import POOL_LAYER
 
         keras = import_keras()
         size = int(self.loaded.info.image_size)
-        inner = keras.Model(sub.inputs[0], sub.get_layer(POOL_LAYER).input)
+        inner = keras.Model(sub.inputs[0], grid_features(keras, sub.get_layer(POOL_LAYER).input, grid))
         inp = keras.Input((size, size, 1), dtype="float32")
         x = inp
         if member_size != size:  # as the ensemble graph does
@@ -605,9 +614,8 @@ class Scorer:
         (``pictures``: :func:`picture_vectors` of ``x``, when computed elsewhere: ``predict``
         computes them in its decoding threads)."""
         if self.probe is not None:
-            probs, maps = self.probe.predict_on_batch(x)
-            judge = self.single
-            return np.asarray(probs, np.float32), judge.score(judge.features_of(np.asarray(maps)), x, pictures)
+            probs, feats = self.probe.predict_on_batch(x)
+            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures)
         probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
         if not self.members:
             return probs, None
@@ -616,12 +624,11 @@ class Scorer:
         # (the picture statistics likewise: measured on the ensemble-size image)
         if pictures is None and any(judge.picture is not None for _, judge in self.members):
             pictures = picture_vectors(x)
-        scores = np.stack([judge.score(judge.features_of(np.asarray(probe.predict_on_batch(x))), x, pictures)
-                           for probe, judge in self.members])
+        scores = np.stack([judge.score(np.asarray(probe.predict_on_batch(x)), x, pictures) for probe, judge in self.members])
         return probs, scores.max(axis=0)
 
 
 __all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FEATURE_GRID", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
-           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "grid_pool", "has_stats", "layout_thumbnails", "pack",
+           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "grid_cells", "grid_features", "grid_pool", "has_stats", "layout_thumbnails", "pack",
            "picture_vectors",
            "predict_features", "set_threshold", "unpack"]

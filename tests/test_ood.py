@@ -319,31 +319,51 @@ def test_grid_pool_averages_even_cells_and_grid_one_is_the_global_average():
     assert np.allclose(grid_pool(maps, 1), maps.mean(axis=(1, 2)))
     odd = grid_pool(maps[:, :7, :7], 3).reshape(2, 3, 3, 5)  # 7 rows: bands 0-3, 2-5, 4-7 (no row left out)
     assert np.allclose(odd[:, 2, 0], maps[:, 4:7, 0:3].mean(axis=(1, 2)))
-    pooled = maps.mean(axis=(1, 2))
-    assert grid_pool(pooled, 1) is pooled  # pooled features of an old record pass through
 
 
-def test_a_record_without_a_grid_scores_the_pooled_features_as_before(models, dataset):
+def test_the_probe_pools_the_grid_in_the_graph_as_numpy_does(models):
+    from cxrtool.artifact import load_model
+    from cxrtool.backend import import_keras
+    from cxrtool.inference import model_input
+    from cxrtool.ood import feature_model, grid_pool
+
+    keras = import_keras()
+    model = load_model(models["trained"]).model
+    x = model_input([np.asarray(make_phantom(c, s, 96)) for c in ("covid", "normal") for s in range(3)], SIZE)
+    maps = np.asarray(keras.Model(model.inputs[0], model.get_layer("avg_pool").input).predict_on_batch(x))
+    pooled = np.asarray(model.get_layer("avg_pool")(maps))  # what the classifier reads
+    for grid in (1, 2, 3):
+        probs, feats = feature_model(model, grid).predict_on_batch(x)
+        assert np.allclose(feats, grid_pool(maps, grid), rtol=1e-4, atol=1e-5)
+        assert np.allclose(probs, model.predict_on_batch(x), atol=1e-6)
+    assert np.allclose(feature_model(model, 1).predict_on_batch(x)[1], pooled, rtol=1e-4, atol=1e-5)
+    assert feature_model(model, 3) is feature_model(model, 3)  # one compiled probe per model and grid
+
+
+def test_a_record_without_a_grid_scores_the_pooled_features_as_before(models):
     """Models fitted before the grid (record without ``grid``) score the map's global average,
     exactly what their avg_pool layer gave when they were fitted."""
     from cxrtool.artifact import load_model
+    from cxrtool.backend import import_keras
     from cxrtool.inference import model_input
-    from cxrtool.ood import Judge, Scorer, feature_model, fit_stats, set_threshold
+    from cxrtool.ood import Scorer, fit_stats, set_threshold
 
+    keras = import_keras()
     loaded = load_model(models["trained"])
     record = dict(loaded.info.extra["ood"])
     x = model_input([np.asarray(make_phantom(c, s, 96)) for c in ("covid", "normal") for s in range(6)], SIZE)
-    probs, maps = feature_model(loaded.model).predict_on_batch(x)
-    pooled = np.asarray(loaded.model.get_layer("avg_pool")(maps))  # what avg_pool computes
+    model = loaded.model
+    pooled = np.asarray(keras.Model(model.inputs[0], model.get_layer("avg_pool").output).predict_on_batch(x))
     old = fit_stats(pooled, np.arange(len(x)) % 2)
     set_threshold(old, pooled)
     record.update(old.to_record())
     del record["grid"]
-    judge = Judge.from_record(record)
-    assert judge.grid == 1 and judge.features_of(np.asarray(maps)).shape == pooled.shape
-    assert np.allclose(judge.features.score(judge.features_of(np.asarray(maps))), old.score(pooled), rtol=1e-4)
     loaded.info.extra = {**loaded.info.extra, "ood": record}
-    assert np.all(np.isfinite(Scorer(loaded).predict(x)[1]))
+    scorer = Scorer(loaded)
+    assert scorer.single.grid == 1
+    feats = scorer.probe.predict_on_batch(x)[1]
+    assert np.allclose(scorer.single.features.score(np.asarray(feats)), old.score(pooled), rtol=1e-4)
+    assert np.all(np.isfinite(scorer.predict(x)[1]))
 
 
 def test_evaluate_reads_the_checks_and_the_picture_vectors_from_one_pass():
