@@ -151,9 +151,9 @@ class Stats:
 def principal_axes(centred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``k`` principal directions (k, D) of the centred rows ``centred`` (n, D) and
     their sums of squares, from the eigenvectors of the smaller of the two Gram matrices
-    (D x D or n x n): the same subspace as an SVD, at a fraction of its time and memory for
-    wide features (5,000 x 11,520, a MobileNetV2 map's 3 x 3 grid: an SVD took minutes and
-    3.8 GB). From the n x n matrix, a direction without variance cannot be recovered and is
+    (D x D or n x n): the same subspace as an SVD, at a fraction of its time for wide features
+    (5,000 x 11,520, a MobileNetV2 map's 3 x 3 grid: 16 s against 69 s for the SVD on the
+    2-core box; docs/ood.md). From the n x n matrix, a direction without variance cannot be recovered and is
     left out (fewer than ``k`` for degenerate data)."""
     n, d = centred.shape
     values, vectors = np.linalg.eigh(centred.T @ centred if d <= n else centred @ centred.T)  # ascending
