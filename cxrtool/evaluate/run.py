@@ -27,7 +27,7 @@ from ..progress import ProgressFn, report
 from .attention import attention_section, check_attention_options
 from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
-from .ood_section import ood_section
+from .ood_section import image_checks, ood_section
 from .outputs import write_outputs
 
 
@@ -123,11 +123,14 @@ def evaluate(
 
     keep_loaded = bool(conditions or attention)  # the shift pass and attention reuse the models
     loaded = {}
+    # the image checks and the picture statistics depend on the images only: once per input size
+    checked = {size: image_checks(arrays[size]) for size in sizes}
     for label, path, info in refs:
         model = load_model(path)
         if keep_loaded:
             loaded[label] = model
-        probs, ood_scores, checks = _predict(label, model, info, arrays[info.image_size], batch_size, progress)
+        checks, pictures = checked[info.image_size]
+        probs, ood_scores = _predict(label, model, info, arrays[info.image_size], pictures, batch_size, progress)
         predictions[label] = probs[:, [list(info.classes).index(c) for c in classes]]  # the set's class order
         metrics, curves[label] = compute_metrics(y, predictions[label], classes, groups=groups, sources=sources,
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
@@ -207,19 +210,17 @@ def _check_models(names: Sequence[str], models_dir: str | Path | None, es: EvalS
     return refs
 
 
-def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, batch_size: int,
-             progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, pictures: np.ndarray, batch_size: int,
+             progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | None]:
     """The model's class probabilities (its own class order) for the images ``x`` (n, s, s)
-    uint8, its ``ood_score`` per image (None without OOD statistics; :mod:`cxrtool.ood`) and
-    the image-check flag per image (the checks' statistics also feed the picture score)."""
+    uint8 and its ``ood_score`` per image (None without OOD statistics; :mod:`cxrtool.ood`;
+    ``pictures``: the picture statistics of ``x``, :func:`image_checks`)."""
     from ..ood import Scorer
-    from .ood_section import image_checks
 
     report(progress, "predict", 0, len(x), model=label,
            message=f"predicting with {label} ({info.architecture}, {info.image_size} px)")
     batches = (x[i : i + batch_size].astype(np.float32)[..., None] for i in range(0, len(x), batch_size))
     scorer = Scorer(loaded)
-    checks, pictures = image_checks(x)
     chunks, scores, done = [], [], 0
     for xb in batches:
         chunk, s = scorer.predict(xb, pictures[done : done + len(xb)])
@@ -227,7 +228,7 @@ def _predict(label: str, loaded: Any, info: Any, x: np.ndarray, batch_size: int,
         scores.append(s)
         done += len(chunk)
         report(progress, "predict", done, len(x), model=label)
-    return np.concatenate(chunks), (np.concatenate(scores) if scorer.available and scores else None), checks
+    return np.concatenate(chunks), (np.concatenate(scores) if scorer.available and scores else None)
 
 
 def _model_entry(path: Path, info: Any, metrics: dict, set_fingerprint: str) -> dict:
