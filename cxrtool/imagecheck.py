@@ -14,6 +14,7 @@ numpy and Pillow only: no Keras, so ``predict`` runs it in its decoding threads 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,28 +73,142 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
+def detail_thumbnail(gray: np.ndarray) -> np.ndarray | None:
+    """The ``DETAIL`` px float copy of a grey uint8 image that :func:`fine_detail` judges (the
+    image itself when its short side is at most ``DETAIL``; None under ``MIN_DETAIL_SIDE``)."""
+    im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
+    if min(im.size) < MIN_DETAIL_SIDE:
+        return None
+    if min(im.size) > DETAIL:  # box-reduce by a whole factor first (5x cheaper on a big film)
+        im = im.resize((DETAIL, DETAIL), Image.BILINEAR, reducing_gap=1.0)
+    return np.asarray(im, dtype=np.float32)
+
+
+def _upsample2(half: np.ndarray) -> np.ndarray:
+    """Pillow's bilinear 2x enlargement of a stack of float images (n, h, w): each output pixel
+    is 3/4 of its nearest input pixel and 1/4 of the next one on each axis, with the weights
+    renormalised at the border (Pillow's own kernel at this scale, as slices instead of a
+    resize per image; tests compare the two)."""
+    def axis2x(a: np.ndarray, axis: int) -> np.ndarray:
+        a = np.moveaxis(a, axis, -1)
+        prev = np.concatenate([a[..., :1], a[..., :-1]], axis=-1)  # the border repeats: weight renormalised
+        nxt = np.concatenate([a[..., 1:], a[..., -1:]], axis=-1)
+        out = np.empty(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        out[..., 0::2] = 0.75 * a + 0.25 * prev
+        out[..., 1::2] = 0.75 * a + 0.25 * nxt
+        return np.moveaxis(out, -1, axis)
+
+    return axis2x(axis2x(half, 1), 2)
+
+
+def _fine_detail_stack(t: np.ndarray) -> np.ndarray:
+    """:func:`fine_detail` of a stack of same-size detail thumbnails (n, h, w) float32."""
+    n, h, w = t.shape
+    if h % 2 or w % 2:  # odd sides (only images under DETAIL px): Pillow's box resize, one by one
+        out = np.empty(n)
+        for i, img in enumerate(t):
+            f = Image.fromarray(img, mode="F")
+            up = np.asarray(f.resize((w // 2, h // 2), Image.BOX).resize((w, h), Image.BILINEAR))
+            out[i] = (img - up).std()
+    else:  # what a 2x smaller copy (2 x 2 means, Pillow's reduce(2)) holds, enlarged again
+        half = (t[:, 0::2, 0::2] + t[:, 0::2, 1::2] + t[:, 1::2, 0::2] + t[:, 1::2, 1::2]) * np.float32(0.25)
+        out = (t - _upsample2(half)).std(axis=(1, 2))
+    std = t.std(axis=(1, 2))
+    # numpy's own reductions, no BLAS call: this can run beside XLA's threads, where
+    # OpenBLAS's would spin (a dot product here once cost ~40% of predict's throughput)
+    return np.where(std > 0, out / np.where(std > 0, std, 1.0), 0.0)
+
+
 def fine_detail(gray: np.ndarray) -> float:
     """How much of an image's contrast sits in its finest detail: on a ``DETAIL`` px thumbnail
     (the image itself when smaller), the standard deviation of what a 2x smaller copy cannot
     hold, over the thumbnail's standard deviation. X-rays keep ribs, vessel edges and grain at
     that scale even when compressed; a picture blown up from a few pixels, a ramp or a smooth
     density field has next to none. NaN when the short side is under ``MIN_DETAIL_SIDE``."""
-    im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
-    if min(im.size) < MIN_DETAIL_SIDE:
-        return float("nan")
-    if min(im.size) > DETAIL:  # box-reduce by a whole factor first (5x cheaper on a big film)
-        im = im.resize((DETAIL, DETAIL), Image.BILINEAR, reducing_gap=1.0)
-    # in float: rounding the smaller copy to 8 bits would add detail of its own
-    f = im.convert("F")
-    even = f.width % 2 == 0 and f.height % 2 == 0
-    half = f.reduce(2) if even else f.resize((f.width // 2, f.height // 2), Image.BOX)
-    t = np.asarray(f)
-    # numpy's own reductions, no BLAS call: this runs in predict's decoding threads, where
-    # OpenBLAS's threads would spin beside XLA's (a dot product here cost ~40% of throughput)
-    std = float(t.std())
-    if std == 0:
-        return 0.0
-    return float((t - np.asarray(half.resize(f.size, Image.BILINEAR))).std()) / std
+    t = detail_thumbnail(gray)
+    return float("nan") if t is None else float(_fine_detail_stack(t[None])[0])
+
+
+@dataclass(frozen=True)
+class Views:
+    """What the checks read from one decoded image: its thumbnail, the thumbnail its fine
+    detail is judged on, its size and colour. ``predict`` makes these in its decoding threads
+    (Pillow resizes, which release the GIL) and judges a whole batch at once in
+    :func:`batch_stats` (a few dozen numpy calls per batch instead of per image)."""
+
+    thumb: np.ndarray  # THUMB px float32 (or the image itself when smaller)
+    detail: np.ndarray | None  # DETAIL px float32 of the full image; None: too small or not wanted
+    width: int
+    height: int
+    colour: float = 0.0
+
+
+def views(gray: np.ndarray, *, width: int | None = None, height: int | None = None, colour: float = 0.0,
+          full: np.ndarray | None = None, detail: bool = True) -> Views:
+    """:class:`Views` of one grey uint8 image (arguments as in :func:`image_stats`)."""
+    w, h = (width, height) if width and height else (gray.shape[1], gray.shape[0])
+    return Views(thumbnail(gray), detail_thumbnail(gray if full is None else full) if detail else None,
+                 int(w), int(h), float(colour))
+
+
+def _same_shape(arrays: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for i, a in enumerate(arrays):
+        groups.setdefault(a.shape, []).append(i)
+    return groups
+
+
+def _thumb_stats(t: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics of a stack of same-size thumbnails (n, h, w) float32 (see :func:`image_stats`)."""
+    n, h, w = t.shape
+    std = t.std(axis=(1, 2))
+    dy, dx = np.abs(np.diff(t, axis=1)), np.abs(np.diff(t, axis=2))
+    rough = (dy.mean(axis=(1, 2)) + dx.mean(axis=(1, 2))) / 2.0
+    inner = t[:, :-1, :-1]
+    # exactly constant patches away from black and white: filled shapes, not anatomy or film
+    flat_regions = np.mean((dx[:, :-1, :] < 0.5) & (dy[:, :, :-1] < 0.5) & (inner > 8) & (inner < 247), axis=(1, 2))
+    # the central vertical band (spine, heart) against the two lung fields, mid-height
+    rows = slice(h // 5, max(h // 5 + 1, h * 4 // 5))
+    centre = t[:, rows, w * 7 // 16 : max(w * 7 // 16 + 1, w * 9 // 16)].mean(axis=(1, 2))
+    lungs = (t[:, rows, w // 8 : max(w // 8 + 1, w * 3 // 8)].mean(axis=(1, 2))
+             + t[:, rows, w * 5 // 8 : max(w * 5 // 8 + 1, w * 7 // 8)].mean(axis=(1, 2))) / 2.0
+    # one histogram of the (whole-number) grey levels per image serves the fractions and the quantiles
+    levels = np.clip(t, 0, 255).astype(np.int64).reshape(n, -1) + 256 * np.arange(n)[:, None]
+    cdf = np.cumsum(np.bincount(levels.ravel(), minlength=256 * n).reshape(n, 256), axis=1) / (h * w)
+    below = lambda v: cdf[:, v - 1] if v > 0 else np.zeros(n)  # noqa: E731 - fraction of pixels < v
+    safe = np.where(std > 0, std, 1.0)
+    return {
+        "std": std.astype(np.float64),
+        "midtones": below(216) - below(40),
+        "bright": 1.0 - below(235),
+        "roughness": np.where(std > 0, rough / safe, 0.0),
+        "inverted": np.where(std > 0, (lungs - centre) / safe, 0.0),
+        "flat_regions": flat_regions.astype(np.float64),
+        # the grey-level histogram: no check of its own, part of the picture score (cxrtool.ood)
+        "black": below(11),
+        "white": 1.0 - below(250),
+        # the lowest grey level with at least that fraction of the pixels at or below it
+        **{f"q{q:02d}": (cdf < q / 100.0).sum(axis=1) / 255.0 for q in (5, 25, 50, 75, 95)},
+    }
+
+
+def batch_stats(items: Sequence[Views]) -> dict[str, np.ndarray]:
+    """:func:`image_stats` of many images at once: each statistic as an array, in input order
+    (thumbnails of one size are judged as one stack)."""
+    n = len(items)
+    out: dict[str, np.ndarray] = {
+        "colour": np.asarray([v.colour for v in items], np.float64),
+        "aspect": np.asarray([max(v.width, v.height) / max(1, min(v.width, v.height)) for v in items], np.float64),
+    }
+    for idx in _same_shape([v.thumb for v in items]).values():
+        for k, a in _thumb_stats(np.stack([items[i].thumb for i in idx])).items():
+            out.setdefault(k, np.empty(n))[idx] = a
+    out["detail"] = np.full(n, np.nan)
+    with_detail = [i for i, v in enumerate(items) if v.detail is not None]
+    for idx in _same_shape([items[i].detail for i in with_detail]).values():
+        rows = [with_detail[j] for j in idx]
+        out["detail"][rows] = _fine_detail_stack(np.stack([items[i].detail for i in rows]))
+    return out
 
 
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
@@ -106,38 +221,8 @@ def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | Non
     passes the model-size image as ``gray`` to save a resize): the fine detail is judged on it.
     ``detail=False`` skips the fine detail (NaN; the picture score does not use it).
     """
-    t = thumbnail(gray)
-    std = float(t.std())
-    dy, dx = np.abs(np.diff(t, axis=0)), np.abs(np.diff(t, axis=1))
-    rough = (dy.mean() + dx.mean()) / 2.0
-    inner = t[:-1, :-1]
-    # exactly constant patches away from black and white: filled shapes, not anatomy or film
-    flat_regions = float(np.mean((dx[:-1, :] < 0.5) & (dy[:, :-1] < 0.5) & (inner > 8) & (inner < 247)))
-    w, h = (width, height) if width and height else (gray.shape[1], gray.shape[0])
-    # the central vertical band (spine, heart) against the two lung fields, mid-height
-    n, m = t.shape
-    rows = slice(n // 5, max(n // 5 + 1, n * 4 // 5))
-    centre = t[rows, m * 7 // 16 : max(m * 7 // 16 + 1, m * 9 // 16)].mean()
-    lungs = (t[rows, m // 8 : max(m // 8 + 1, m * 3 // 8)].mean() + t[rows, m * 5 // 8 : max(m * 5 // 8 + 1, m * 7 // 8)].mean()) / 2.0
-    # one histogram of the (whole-number) grey levels serves the fractions and the quantiles
-    cdf = np.cumsum(np.bincount(np.clip(t, 0, 255).astype(np.uint8).ravel(), minlength=256)) / t.size
-    below = lambda v: float(cdf[v - 1]) if v > 0 else 0.0  # noqa: E731 - fraction of pixels < v
-    return {
-        "colour": float(colour),
-        "aspect": float(max(w, h) / max(1, min(w, h))),
-        "std": std,
-        "midtones": below(216) - below(40),
-        "bright": 1.0 - below(235),
-        "roughness": float(rough / std) if std > 0 else 0.0,
-        "inverted": float((lungs - centre) / std) if std > 0 else 0.0,
-        "flat_regions": flat_regions,
-        "detail": fine_detail(gray if full is None else full) if detail else float("nan"),
-        # the grey-level histogram: no check of its own, part of the picture score (cxrtool.ood)
-        "black": below(11),
-        "white": 1.0 - below(250),
-        # the lowest grey level with at least that fraction of the pixels at or below it
-        **{f"q{q:02d}": float(np.searchsorted(cdf, q / 100.0)) / 255.0 for q in (5, 25, 50, 75, 95)},
-    }
+    stats = batch_stats([views(gray, width=width, height=height, colour=colour, full=full, detail=detail)])
+    return {k: float(v[0]) for k, v in stats.items()}
 
 
 #: The statistics the model-fitted picture score (:mod:`cxrtool.ood`) compares jointly: each
@@ -157,30 +242,37 @@ def picture_vector(gray: np.ndarray, stats: dict[str, float] | None = None) -> n
     return np.asarray([stats[k] for k in PICTURE_KEYS], np.float64)
 
 
+def check_failures(stats: dict[str, np.ndarray], limits: Limits = LIMITS) -> dict[str, np.ndarray]:
+    """Each check's name with a boolean array: which of these images (:func:`batch_stats`) fail it."""
+    detail = np.asarray(stats.get("detail", np.nan))
+    return {
+        "colour": np.asarray(stats["colour"]) > limits.max_colour,
+        "aspect": np.asarray(stats["aspect"]) > limits.max_aspect,
+        "flat": np.asarray(stats["std"]) < limits.min_std,
+        "binary": np.asarray(stats["midtones"]) < limits.min_midtones,
+        "white-page": np.asarray(stats["bright"]) > limits.max_bright,
+        "noise": np.asarray(stats["roughness"]) > limits.max_roughness,
+        "smooth": np.asarray(stats["roughness"]) < limits.min_roughness,
+        "inverted": np.asarray(stats["inverted"]) > limits.max_inverted,
+        "flat-regions": np.asarray(stats["flat_regions"]) > limits.max_flat_regions,
+        "no-detail": detail < limits.min_detail,  # NaN (too small to judge) compares False
+    }
+
+
 def failed_checks(stats: dict[str, float], limits: Limits = LIMITS) -> list[str]:
-    """The names of the checks these statistics fail (empty: looks like an X-ray)."""
-    failed = []
-    if stats["colour"] > limits.max_colour:
-        failed.append("colour")
-    if stats["aspect"] > limits.max_aspect:
-        failed.append("aspect")
-    if stats["std"] < limits.min_std:
-        failed.append("flat")
-    if stats["midtones"] < limits.min_midtones:
-        failed.append("binary")
-    if stats["bright"] > limits.max_bright:
-        failed.append("white-page")
-    if stats["roughness"] > limits.max_roughness:
-        failed.append("noise")
-    elif stats["roughness"] < limits.min_roughness:
-        failed.append("smooth")
-    if stats["inverted"] > limits.max_inverted:
-        failed.append("inverted")
-    if stats["flat_regions"] > limits.max_flat_regions:
-        failed.append("flat-regions")
-    if stats.get("detail", float("nan")) < limits.min_detail:  # NaN (too small to judge) compares False
-        failed.append("no-detail")
-    return failed
+    """The names of the checks these statistics (one image's) fail (empty: looks like an X-ray)."""
+    return [name for name, failed in check_failures(stats, limits).items() if failed]
+
+
+def batch_checks(items: Sequence[Views], limits: Limits = LIMITS) -> tuple[list[str | None], np.ndarray]:
+    """The image-check flag (:data:`NOT_XRAY` or None) and the picture-score statistics
+    (:data:`PICTURE_KEYS`, one row per image) of many images, from one :func:`batch_stats`
+    (the checks and the picture score read the same numbers)."""
+    if not items:
+        return [], np.empty((0, len(PICTURE_KEYS)))
+    stats = batch_stats(items)
+    failed = np.any(np.stack(list(check_failures(stats, limits).values())), axis=0)
+    return [NOT_XRAY if f else None for f in failed], np.stack([stats[k] for k in PICTURE_KEYS], axis=1)
 
 
 def flag_for_stats(stats: dict[str, float], limits: Limits = LIMITS) -> str | None:
@@ -194,5 +286,6 @@ def check_image(gray: np.ndarray, *, width: int | None = None, height: int | Non
     return flag_for_stats(image_stats(gray, width=width, height=height, colour=colour, full=full), limits)
 
 
-__all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "check_image",
-           "colour_fraction", "failed_checks", "fine_detail", "flag_for_stats", "image_stats", "picture_vector", "thumbnail"]
+__all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "Views", "batch_checks",
+           "batch_stats", "check_failures", "check_image", "colour_fraction", "detail_thumbnail", "failed_checks",
+           "fine_detail", "flag_for_stats", "image_stats", "picture_vector", "thumbnail", "views"]

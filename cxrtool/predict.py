@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CxrError
+from .imagecheck import Views
 
 __all__ = ["Prediction", "decode_and_check", "decode_for_model", "iter_input_paths", "predict_paths", "predict_stream"]
 
@@ -97,12 +98,12 @@ def decode_for_model(path: str, size: int) -> np.ndarray:
     return resize_image(read_image(path).pixels, size)
 
 
-def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None, np.ndarray]:
-    """:func:`decode_for_model` plus the image-level checks (the file's colour and size, the
-    grey levels) and the statistics of the picture score (:func:`cxrtool.ood.picture_vectors`),
-    here in a decoding thread rather than beside the model: ``(pixels, "not-a-chest-xray" or
-    None, picture vector)``."""
-    from .imagecheck import THUMB, flag_for_stats, image_stats, picture_vector
+def decode_and_check(path: str, size: int) -> tuple[np.ndarray, Views]:
+    """:func:`decode_for_model` plus what the image checks and the picture score read
+    (:class:`cxrtool.imagecheck.Views`: the thumbnails, the file's size and colour), made here
+    in a decoding thread; the numbers themselves are computed for a whole batch at once
+    (:func:`cxrtool.imagecheck.batch_checks`). ``(pixels, views)``."""
+    from .imagecheck import THUMB, views
     from .inputs import resize_image
     from .imageio import read_image
 
@@ -111,10 +112,8 @@ def decode_and_check(path: str, size: int) -> tuple[np.ndarray, str | None, np.n
     # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
     # (cheaper than shrinking the full image again; then the picture score reuses them), else
     # from the full image; the fine detail is always judged on the full image
-    big_enough = size >= THUMB
-    stats = image_stats(pixels if big_enough else img.pixels, width=img.width, height=img.height, colour=img.colour,
-                        full=img.pixels)
-    return pixels, flag_for_stats(stats), picture_vector(pixels, stats if big_enough else None)
+    return pixels, views(pixels if size >= THUMB else img.pixels, width=img.width, height=img.height,
+                         colour=img.colour, full=img.pixels)
 
 
 _END = object()
@@ -161,6 +160,7 @@ def predict_stream(
     ``paths`` is consumed lazily (a generator over stdin is fine). ``workers``: decoding
     threads (default: the CPU count, at most 8). ``prefetch``: batches decoded ahead.
     """
+    from .imagecheck import THUMB, batch_checks
     from .ood import Scorer, flag_for
     from .workers import default_workers
 
@@ -195,24 +195,32 @@ def predict_stream(
             if not batch:
                 continue
             rows: list[Prediction] = []
-            pixels, pictures, where = [], [], []
+            pixels, seen, where = [], [], []
             for path, fut in batch:
                 try:
-                    px, image_flag, picture = fut.result()
+                    px, image_views = fut.result()
                     pixels.append(px)
-                    pictures.append(picture)
+                    seen.append(image_views)
                     where.append(len(rows))
-                    rows.append(Prediction(path, flag=image_flag or ""))
+                    rows.append(Prediction(path))
                 except Exception as exc:  # one bad file never stops the run
                     rows.append(Prediction(path, error=_error_text(exc)))
             if pixels:
                 n = len(pixels)
+                pictures = None
+                if all(v is not None for v in seen):  # (a replaced decoder may not give them)
+                    image_flags, pictures = batch_checks(seen)
+                    for k, image_flag in zip(where, image_flags):
+                        rows[k].flag = image_flag or ""
+                    if size < THUMB:  # the checks looked at the full image, the picture score reads the model input
+                        pictures = None
                 # pad to a power of two (<= batch_size): a handful of input shapes, so XLA
                 # compiles a few times at most instead of once per odd batch size
                 bucket = min(batch_size, 1 << (n - 1).bit_length())
                 x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
-                known = all(p is not None for p in pictures)  # (a replaced decoder may not give them)
-                probs, scores = scorer.predict(x, pictures=np.stack(pictures + [pictures[-1]] * (bucket - n)) if known else None)
+                if pictures is not None:
+                    pictures = np.concatenate([pictures, np.repeat(pictures[-1:], bucket - n, axis=0)])
+                probs, scores = scorer.predict(x, pictures=pictures)
                 probs = probs[:n]
                 for j, (k, p) in enumerate(zip(where, probs)):
                     top = int(np.argmax(p))

@@ -278,17 +278,60 @@ def test_edge_score_catches_other_anatomy_and_the_judge_takes_the_largest_score(
     assert Judge.from_record(features.to_record()).edges is None
 
 
-def test_predict_computes_the_picture_vectors_of_the_model_input_in_its_decoding_threads(tmp_path):
+def test_predict_prepares_the_checks_in_its_decoding_threads_and_judges_them_per_batch(tmp_path):
+    from cxrtool.imagecheck import batch_checks, views
     from cxrtool.ood import picture_vectors
     from cxrtool.predict import decode_and_check
 
     for size in (24, 64, 100):  # below 64 px the checks look at the full image, the vector at the model input
+        items, expected, pixels = [], [], []
         for seed in range(2):
             path = tmp_path / f"{seed}.png"
-            Image.fromarray(make_phantom("covid", seed, 300)).save(path)
-            pixels, flag, vector = decode_and_check(str(path), size)
-            assert flag is None and pixels.shape == (size, size)
-            assert np.allclose(vector, picture_vectors(pixels[None])[0])
+            full = make_phantom("covid", seed, 300)
+            Image.fromarray(full).save(path)
+            px, image_views = decode_and_check(str(path), size)
+            assert px.shape == (size, size) and image_views.width == 300
+            items.append(image_views)
+            pixels.append(px)
+            expected.append(check_image(px if size >= 64 else full, full=full))
+        flags, pictures = batch_checks(items)
+        assert flags == expected == [None, None]
+        if size >= 64:  # then predict hands these statistics to the picture score
+            assert np.allclose(pictures, picture_vectors(np.stack(pixels)))
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)).save(noise)
+    assert batch_checks([decode_and_check(str(noise), 100)[1]])[0] == [NOT_XRAY]
+
+
+def test_batched_checks_equal_the_checks_image_by_image():
+    from cxrtool.imagecheck import PICTURE_KEYS, batch_checks, batch_stats, fine_detail, views
+
+    # sizes that give 64 and 128 px thumbnails, smaller ones, and odd sides (the fine detail's other path)
+    images = [make_phantom(label, seed, side) for label in ("covid", "normal") for seed, side in
+              enumerate((512, 300, 130, 127, 64, 45, 28))]
+    images += [np.asarray(make_non_xray(k, 2, side).convert("L")) for k in KINDS for side in (256, 99)]
+    stats = batch_stats([views(g) for g in images])
+    for i, g in enumerate(images):
+        one = image_stats(g)
+        assert set(one) == set(stats)
+        for k, v in one.items():
+            assert (np.isnan(v) and np.isnan(stats[k][i])) or np.isclose(v, stats[k][i], rtol=1e-5, atol=1e-7), (i, k)
+        assert np.isclose(fine_detail(g), one["detail"], equal_nan=True)
+    flags, pictures = batch_checks([views(g) for g in images])
+    assert flags == [check_image(g) for g in images] and NOT_XRAY in flags and None in flags
+    assert np.allclose(pictures, [[image_stats(g)[k] for k in PICTURE_KEYS] for g in images])
+
+
+def test_fine_detail_enlarges_as_pillow_does():
+    """The batched fine detail enlarges the half-size copy with slices; Pillow's own bilinear
+    resize is the reference."""
+    from cxrtool.imagecheck import _upsample2
+
+    half = np.random.default_rng(0).uniform(0, 255, (3, 16, 10)).astype(np.float32)
+    ours = _upsample2(half)
+    for img, got in zip(half, ours):
+        ref = np.asarray(Image.fromarray(img, mode="F").resize((20, 32), Image.BILINEAR))
+        assert np.allclose(got, ref, atol=1e-3)
 
 
 def test_principal_axes_span_the_svd_subspace_for_tall_and_wide_features():

@@ -12,20 +12,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..imagecheck import PICTURE_KEYS, flag_for_stats, image_stats, picture_vector
+from ..imagecheck import PICTURE_KEYS, batch_checks, views
 from ..ood import flag_for
 
 
-def image_checks(x: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+def image_checks(x: np.ndarray, chunk: int = 256) -> tuple[list[str | None], np.ndarray]:
     """The image-check flag and the picture-score statistics (:func:`cxrtool.ood.picture_vectors`)
-    of each resized image ``x`` (n, s, s) uint8, from one :func:`image_stats` per image (the
+    of each resized image ``x`` (n, s, s) uint8, from one :func:`batch_checks` per chunk (the
     checks and the picture score read the same numbers)."""
     flags: list[str | None] = []
     pictures = np.empty((len(x), len(PICTURE_KEYS)), np.float64)
-    for i, img in enumerate(x):
-        stats = image_stats(img)
-        flags.append(flag_for_stats(stats))
-        pictures[i] = picture_vector(img, stats)
+    for i in range(0, len(x), chunk):  # ``x`` may be a memory map larger than memory
+        f, pictures[i : i + chunk] = batch_checks([views(np.asarray(img)) for img in x[i : i + chunk]])
+        flags += f
     return flags, pictures
 
 
