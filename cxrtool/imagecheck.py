@@ -8,7 +8,7 @@ photograph, a chart, random noise or a flat ramp breaks at least one of these. E
 thumbnail (plus the file's own size and colour), compared with a limit that real X-rays of
 the shared public sources stay well inside (measured in docs/ood.md).
 
-numpy and Pillow only: no Keras, so ``predict`` runs it in its decoding threads and tests and
+numpy and Pillow only: no Keras, so ``predict`` makes the thumbnails in its decoding threads and tests and
 ``build-dataset`` can import it for free. The model-based score is :mod:`cxrtool.ood`.
 """
 

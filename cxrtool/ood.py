@@ -615,7 +615,7 @@ class Scorer:
     def predict(self, x: np.ndarray, pictures: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32
         (``pictures``: :func:`picture_vectors` of ``x``, when computed elsewhere: ``predict``
-        computes them in its decoding threads)."""
+        computes them per batch, with the image checks)."""
         if self.probe is not None:
             probs, feats = self.probe.predict_on_batch(x)
             return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures)

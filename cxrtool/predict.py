@@ -11,7 +11,8 @@ prompt output).
 
 An unreadable file becomes a row with ``error`` set; the others go on. Every row also says
 whether the input looks like the model's training data (``ood_score``, ``flag``; see
-:mod:`cxrtool.ood`): the image checks run in the decoding threads, the feature distance in the
+:mod:`cxrtool.ood`): the decoding threads make the thumbnails the image checks read, the checks'
+numbers are computed for the whole batch at once, and the feature distance comes from the
 same forward pass as the probabilities.
 """
 
