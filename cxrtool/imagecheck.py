@@ -236,10 +236,15 @@ PICTURE_KEYS = ("std", "midtones", "bright", "roughness", "inverted", "flat_regi
 
 def picture_vector(gray: np.ndarray, stats: dict[str, float] | None = None) -> np.ndarray:
     """:data:`PICTURE_KEYS` of one model-size grey image as a float vector. ``stats``:
-    :func:`image_stats` already computed on a thumbnail of this image (``predict``'s checks)."""
+    :func:`image_stats` already computed on a thumbnail of this image (the checks' numbers)."""
     if stats is None:
         stats = image_stats(gray, detail=False)
-    return np.asarray([stats[k] for k in PICTURE_KEYS], np.float64)
+    return picture_rows(stats)
+
+
+def picture_rows(stats: dict[str, np.ndarray]) -> np.ndarray:
+    """:data:`PICTURE_KEYS` of :func:`batch_stats`' images, one row per image."""
+    return np.stack([np.asarray(stats[k], np.float64) for k in PICTURE_KEYS], axis=-1)
 
 
 def check_failures(stats: dict[str, np.ndarray], limits: Limits = LIMITS) -> dict[str, np.ndarray]:
@@ -272,7 +277,7 @@ def batch_checks(items: Sequence[Views], limits: Limits = LIMITS) -> tuple[list[
         return [], np.empty((0, len(PICTURE_KEYS)))
     stats = batch_stats(items)
     failed = np.any(np.stack(list(check_failures(stats, limits).values())), axis=0)
-    return [NOT_XRAY if f else None for f in failed], np.stack([stats[k] for k in PICTURE_KEYS], axis=1)
+    return [NOT_XRAY if f else None for f in failed], picture_rows(stats)
 
 
 def flag_for_stats(stats: dict[str, float], limits: Limits = LIMITS) -> str | None:
@@ -288,4 +293,4 @@ def check_image(gray: np.ndarray, *, width: int | None = None, height: int | Non
 
 __all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "Views", "batch_checks",
            "batch_stats", "check_failures", "check_image", "colour_fraction", "detail_thumbnail", "failed_checks",
-           "fine_detail", "flag_for_stats", "image_stats", "picture_vector", "thumbnail", "views"]
+           "fine_detail", "flag_for_stats", "image_stats", "picture_rows", "picture_vector", "thumbnail", "views"]

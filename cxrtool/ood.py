@@ -307,15 +307,14 @@ def edge_histograms(x: np.ndarray, side: int = EDGE_SIDE, cells: int = EDGE_CELL
 def picture_vectors(x: np.ndarray, chunk: int = 256) -> np.ndarray:
     """``(n, len(PICTURE_KEYS))`` statistics of model-size images ``x`` ((n, s, s) or
     (n, s, s, 1)); the same function serves the fit and the scoring."""
-    from .imagecheck import PICTURE_KEYS, batch_stats, views
+    from .imagecheck import PICTURE_KEYS, batch_stats, picture_rows, views
 
     out = np.empty((len(x), len(PICTURE_KEYS)), np.float64)
     for i in range(0, len(x), chunk):  # ``x`` may be a memory map larger than memory
         imgs = np.asarray(x[i : i + chunk]).reshape(-1, x.shape[1], x.shape[2])
         if imgs.dtype != np.uint8:
             imgs = np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
-        stats = batch_stats([views(img, detail=False) for img in imgs])
-        out[i : i + len(imgs)] = np.stack([stats[k] for k in PICTURE_KEYS], axis=1)
+        out[i : i + len(imgs)] = picture_rows(batch_stats([views(img, detail=False) for img in imgs]))
     return out
 
 

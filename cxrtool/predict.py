@@ -24,11 +24,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import CxrError
-from .imagecheck import Views
+
+if TYPE_CHECKING:
+    from .imagecheck import Views
 
 __all__ = ["Prediction", "decode_and_check", "decode_for_model", "iter_input_paths", "predict_paths", "predict_stream"]
 
