@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 
 
-def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, str, np.ndarray, str | None]]:
-    """``[(group, name, grey pixels, image-check flag)]`` of every non-X-ray."""
+def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, str, np.ndarray, tuple]]:
+    """``[(group, name, grey pixels, (width, height, colour))]`` of every non-X-ray (see
+    :func:`file_item`)."""
     from PIL import Image
     import matplotlib.cbook as cbook
 
-    from cxrtool.imagecheck import check_image
     from cxrtool.imageio import read_image
     from cxrtool.synthetic.nonxray import KINDS, make_non_xray
 
@@ -55,7 +55,7 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     for kind in KINDS:
         for i in range(per_kind):
             size = [(256, 256), (320, 240), (240, 320), (512, 512)][i % 4]
-            out.append(checked_item(f"generated:{kind}", f"{kind}-{i}", make_non_xray(kind, 1000 + i, size)))
+            out.append(file_item(f"generated:{kind}", f"{kind}-{i}", make_non_xray(kind, 1000 + i, size)))
     sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
     pics = []
     for name in ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png"):
@@ -69,16 +69,15 @@ def non_xray_images(figure_dirs: list[Path], per_kind: int) -> list[tuple[str, s
     for name, im in pics:  # and a few crops of each: more samples of the same kinds of content
         w, h = im.size
         for j, box in enumerate([(0, 0, w, h), (0, 0, w // 2, h // 2), (w // 2, h // 2, w, h), (w // 4, h // 4, 3 * w // 4, 3 * h // 4)]):
-            out.append(checked_item(f"matplotlib:{name}", f"{name}#{j}", im.crop(box)))
+            out.append(file_item(f"matplotlib:{name}", f"{name}#{j}", im.crop(box)))
     for folder in figure_dirs:
         for p in sorted(folder.rglob("*.png")):
             img = read_image(p)
-            out.append(("own figures", str(p), img.pixels,
-                        check_image(img.pixels, width=img.width, height=img.height, colour=img.colour)))
+            out.append(("own figures", str(p), img.pixels, (img.width, img.height, img.colour)))
     return out
 
 
-def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str | None]]:
+def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh`` set: non-X-rays not used for any choice (see the module docstring)."""
     from PIL import Image
     import matplotlib.cbook as cbook
@@ -90,7 +89,7 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
     for kind in KINDS:
         for i in range(per_kind):
             size = [(300, 300), (384, 288), (288, 384), (640, 640), (200, 200)][i % 5]
-            out.append(checked_item(f"generated:{kind}", f"{kind}-{5000 + i}", make_non_xray(kind, 5000 + i, size)))
+            out.append(file_item(f"generated:{kind}", f"{kind}-{5000 + i}", make_non_xray(kind, 5000 + i, size)))
     sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).parent
     pics = [(f"sklearn:{n} (colour)", Image.fromarray(load_sample_image(n))) for n in ("china.jpg", "flower.jpg")]
     pics += [(f"sklearn:{n} (grey)", Image.fromarray(load_sample_image(n)).convert("L")) for n in ("china.jpg", "flower.jpg")]
@@ -108,56 +107,66 @@ def fresh_non_xray_images(per_kind: int) -> list[tuple[str, str, np.ndarray, str
         w, h = im.size
         for j, box in enumerate([(w // 2, 0, w, h), (0, h // 2, w // 2, h), (w // 5, h // 5, 4 * w // 5, 4 * h // 5),
                                  (0, 0, w, h * 2 // 3)]):
-            out.append(checked_item(group, f"{group}#{j}", im.crop(box)))
+            out.append(file_item(group, f"{group}#{j}", im.crop(box)))
     digits = load_digits().images
     for i in range(0, 40, 2):  # 20 digits, upscaled 8 -> 128 px
         d = Image.fromarray((digits[i] * 255 / 16).astype(np.uint8)).resize((128, 128), Image.BICUBIC)
-        out.append(checked_item("sklearn:digits", f"digit-{i}", d))
+        out.append(file_item("sklearn:digits", f"digit-{i}", d))
     return out
 
 
-def checked_item(group: str, name: str, im) -> tuple[str, str, np.ndarray, str | None]:
-    """``(group, name, grey pixels, image-check flag)`` of a Pillow image, checked as predict
-    checks a file (its own colour and size)."""
-    from cxrtool.imagecheck import check_image, colour_fraction
+def file_item(group: str, name: str, im) -> tuple[str, str, np.ndarray, tuple]:
+    """``(group, name, grey pixels, (width, height, colour))`` of a Pillow image: what predict
+    reads from a file (:func:`image_check_flags` judges them as predict does)."""
+    from cxrtool.imagecheck import colour_fraction
 
-    g = np.asarray(im.convert("L"))
-    return (group, name, g, check_image(g, width=im.width, height=im.height, colour=colour_fraction(im)))
+    return (group, name, np.asarray(im.convert("L")), (im.width, im.height, colour_fraction(im)))
 
 
-def fresh2_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+def image_check_flags(items: list[tuple[str, str, np.ndarray, tuple]], size: int) -> np.ndarray:
+    """Whether each item fails an image check, judged exactly as ``predict`` judges a file for a
+    ``size`` px model (:func:`cxrtool.imagecheck.file_views`: the model-size image, the file's
+    own size and colour)."""
+    from cxrtool.imagecheck import batch_checks, file_views
+    from cxrtool.inputs import resize_image
+
+    seen = [file_views(g, resize_image(g, size), width=w, height=h, colour=c) for _, _, g, (w, h, c) in items]
+    return np.asarray([f is not None for f in batch_checks(seen)[0]], dtype=bool)
+
+
+def fresh2_non_xray_images() -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh2`` set (benchmarks/ood_fresh2.py: 25 of each generated kind)."""
     from ood_fresh2 import fresh2_images
 
-    return [checked_item(*item) for item in fresh2_images()]
+    return [file_item(*item) for item in fresh2_images()]
 
 
-def fresh3_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+def fresh3_non_xray_images() -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh3`` set (benchmarks/ood_fresh3.py: 20 of each generated kind)."""
     from ood_fresh3 import fresh3_images
 
-    return [checked_item(*item) for item in fresh3_images()]
+    return [file_item(*item) for item in fresh3_images()]
 
 
-def fresh4_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+def fresh4_non_xray_images() -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh4`` set (benchmarks/ood_fresh4.py: 20 of each generated kind)."""
     from ood_fresh4 import fresh4_images
 
-    return [checked_item(*item) for item in fresh4_images()]
+    return [file_item(*item) for item in fresh4_images()]
 
 
-def fresh5_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+def fresh5_non_xray_images() -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh5`` set (benchmarks/ood_fresh5.py: 20 of each generated kind)."""
     from ood_fresh5 import fresh5_images
 
-    return [checked_item(*item) for item in fresh5_images()]
+    return [file_item(*item) for item in fresh5_images()]
 
 
-def fresh6_non_xray_images() -> list[tuple[str, str, np.ndarray, str | None]]:
+def fresh6_non_xray_images() -> list[tuple[str, str, np.ndarray, tuple]]:
     """The ``fresh6`` set (benchmarks/ood_fresh6.py: 20 of each generated kind)."""
     from ood_fresh6 import fresh6_images
 
-    return [checked_item(*item) for item in fresh6_images()]
+    return [file_item(*item) for item in fresh6_images()]
 
 
 def probe_outputs(model, x: np.ndarray, grid: int, batch: int = 64):
@@ -214,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.special import logsumexp
 
     from cxrtool.artifact import load_model
-    from cxrtool.imagecheck import check_image
     from cxrtool.imageio import read_image
     from cxrtool.inputs import cache_path, load_split, resize_image
     from cxrtool.manifest import read_manifest
@@ -243,14 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     record = loaded.info.extra["ood"]
     judge = Judge.from_record(record)
     outs = {k: probe_outputs(loaded.model, v, judge.grid) for k, v in x.items()}
-    image_flag = {k: np.asarray([f is not None for *_, f in items]) for k, items in sets.items()}
+    image_flag = {k: image_check_flags(items, size) for k, items in sets.items()}
     # image checks on the dataset splits (the decoded files: colour and size as predict sees them)
     for s in ("val", "test"):
-        flags = []
-        for r in manifest.split(s):
-            img = read_image(manifest.root / r.file)
-            flags.append(check_image(img.pixels, width=img.width, height=img.height, colour=img.colour) is not None)
-        image_flag[s] = np.asarray(flags)
+        files = [read_image(manifest.root / r.file) for r in manifest.split(s)]
+        image_flag[s] = image_check_flags([("", "", img.pixels, (img.width, img.height, img.colour)) for img in files], size)
 
     features, layout, picture, picture_scale = judge.features, judge.layout, judge.picture, judge.picture_scale
     y_train = splits["train"].y

@@ -8,6 +8,10 @@ photograph, a chart, random noise or a flat ramp breaks at least one of these. E
 thumbnail (plus the file's own size and colour), compared with a limit that real X-rays of
 the shared public sources stay well inside (measured in docs/ood.md).
 
+The image judged is the one the model sees, the model-size copy (:func:`file_views`), so
+``predict``, ``gradcam`` and ``evaluate`` judge a file alike, and nothing has to be shrunk
+from the full-resolution file a second time.
+
 numpy and Pillow only: no Keras, so ``predict`` makes the thumbnails in its decoding threads and tests and
 ``build-dataset`` can import it for free. The model-based score is :mod:`cxrtool.ood`.
 """
@@ -26,7 +30,7 @@ NOT_XRAY = "not-a-chest-xray"
 #: Side of the thumbnail the statistics are computed on (independent of the model's size).
 THUMB = 64
 
-#: Side of the larger thumbnail the fine-detail statistic is computed on (from the full image).
+#: Side of the larger thumbnail the fine-detail statistic is computed on (the image itself when smaller).
 DETAIL = 128
 
 #: Below this short side the fine-detail statistic is not computed (too few pixels to judge).
@@ -137,18 +141,30 @@ class Views:
     :func:`batch_stats` (a few dozen numpy calls per batch instead of per image)."""
 
     thumb: np.ndarray  # THUMB px float32 (or the image itself when smaller)
-    detail: np.ndarray | None  # DETAIL px float32 of the full image; None: too small or not wanted
+    detail: np.ndarray | None  # DETAIL px float32 (or the image itself); None: too small or not wanted
     width: int
     height: int
     colour: float = 0.0
 
 
 def views(gray: np.ndarray, *, width: int | None = None, height: int | None = None, colour: float = 0.0,
-          full: np.ndarray | None = None, detail: bool = True) -> Views:
+          detail: bool = True) -> Views:
     """:class:`Views` of one grey uint8 image (arguments as in :func:`image_stats`)."""
     w, h = (width, height) if width and height else (gray.shape[1], gray.shape[0])
-    return Views(thumbnail(gray), detail_thumbnail(gray if full is None else full) if detail else None,
-                 int(w), int(h), float(colour))
+    return Views(thumbnail(gray), detail_thumbnail(gray) if detail else None, int(w), int(h), float(colour))
+
+
+def judged_image(full: np.ndarray, model_input: np.ndarray) -> np.ndarray:
+    """The image the checks judge for a file: the model-size copy ``model_input`` (what the
+    model sees; ``evaluate`` only has that one), or the file's own pixels ``full`` when the
+    model's input is smaller than the thumbnail (a 28 px test model: too few pixels to judge)."""
+    return model_input if min(model_input.shape[:2]) >= THUMB else full
+
+
+def file_views(full: np.ndarray, model_input: np.ndarray, *, width: int, height: int, colour: float = 0.0) -> Views:
+    """:class:`Views` of a decoded file: its :func:`judged_image`, with the file's own size
+    and colour (``predict`` and ``gradcam``; one rule, so both flag a file alike)."""
+    return views(judged_image(full, model_input), width=width, height=height, colour=colour)
 
 
 def _same_shape(arrays: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
@@ -212,16 +228,16 @@ def batch_stats(items: Sequence[Views]) -> dict[str, np.ndarray]:
 
 
 def image_stats(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
-                colour: float = 0.0, full: np.ndarray | None = None, detail: bool = True) -> dict[str, float]:
+                colour: float = 0.0, detail: bool = True) -> dict[str, float]:
     """The numbers the checks compare: colour, aspect, std, midtones, bright, roughness,
     inverted (lung fields brighter than the mediastinum), flat_regions, detail; and the
     histogram (black, white, quantiles q05 to q95) for the picture score.
 
-    ``full``: the image at its own resolution when ``gray`` is a smaller copy (``predict``
-    passes the model-size image as ``gray`` to save a resize): the fine detail is judged on it.
-    ``detail=False`` skips the fine detail (NaN; the picture score does not use it).
+    ``width``, ``height``, ``colour``: the file's own, when ``gray`` is a resized grey copy
+    (:func:`file_views`). ``detail=False`` skips the fine detail (NaN; the picture score does
+    not use it).
     """
-    stats = batch_stats([views(gray, width=width, height=height, colour=colour, full=full, detail=detail)])
+    stats = batch_stats([views(gray, width=width, height=height, colour=colour, detail=detail)])
     return {k: float(v[0]) for k, v in stats.items()}
 
 
@@ -286,11 +302,11 @@ def flag_for_stats(stats: dict[str, float], limits: Limits = LIMITS) -> str | No
 
 
 def check_image(gray: np.ndarray, *, width: int | None = None, height: int | None = None,
-                colour: float = 0.0, full: np.ndarray | None = None, limits: Limits = LIMITS) -> str | None:
-    """:data:`NOT_XRAY` when the image fails any check, else None (``full``: see :func:`image_stats`)."""
-    return flag_for_stats(image_stats(gray, width=width, height=height, colour=colour, full=full), limits)
+                colour: float = 0.0, limits: Limits = LIMITS) -> str | None:
+    """:data:`NOT_XRAY` when the image fails any check, else None (arguments: see :func:`image_stats`)."""
+    return flag_for_stats(image_stats(gray, width=width, height=height, colour=colour), limits)
 
 
 __all__ = ["DETAIL", "LIMITS", "Limits", "MIN_DETAIL_SIDE", "NOT_XRAY", "PICTURE_KEYS", "THUMB", "Views", "batch_checks",
            "batch_stats", "check_failures", "check_image", "colour_fraction", "detail_thumbnail", "failed_checks",
-           "fine_detail", "flag_for_stats", "image_stats", "picture_rows", "picture_vector", "thumbnail", "views"]
+           "file_views", "fine_detail", "flag_for_stats", "image_stats", "judged_image", "picture_rows", "picture_vector", "thumbnail", "views"]

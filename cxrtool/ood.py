@@ -274,6 +274,18 @@ def layout_thumbnails(x: np.ndarray, side: int = LAYOUT_SIDE, chunk: int = 256) 
     return out
 
 
+def _gradient(t: np.ndarray, axis: int) -> np.ndarray:
+    """``np.gradient(t, axis=axis)`` (central differences inside, one-sided at the borders),
+    written as slices: the same numbers (halving is exact), in a quarter of the time."""
+    t = np.moveaxis(t, axis, -1)
+    g = np.empty_like(t)
+    np.subtract(t[..., 2:], t[..., :-2], out=g[..., 1:-1])
+    g[..., 1:-1] *= 0.5
+    g[..., 0] = t[..., 1] - t[..., 0]
+    g[..., -1] = t[..., -1] - t[..., -2]
+    return np.moveaxis(g, -1, axis)
+
+
 def edge_histograms(x: np.ndarray, side: int = EDGE_SIDE, cells: int = EDGE_CELLS, bins: int = EDGE_BINS,
                     chunk: int = 256) -> np.ndarray:
     """``(n, cells * cells * bins)`` histograms of oriented gradients of model-size images
@@ -291,12 +303,16 @@ def edge_histograms(x: np.ndarray, side: int = EDGE_SIDE, cells: int = EDGE_CELL
     first_bin = (band[:, None] * cells + band[None, :]) * bins  # (side, side): each pixel's cell
     # in float32 (half the time of float64; the fit and the scoring both come through here)
     for i, t in _thumbnail_chunks(x, side, chunk, np.float32):
-        gy, gx = np.gradient(t, axis=(1, 2))
+        gy, gx = _gradient(t, 1), _gradient(t, 2)
         # an edge's two sides are one direction (0 to 180 degrees); the bins are centred on 0
         # and 90 degrees, so a horizontal or vertical edge does not flip between two bins on
         # the sign of a rounding error
         turns = np.arctan2(gy, gx) * np.float32(bins / np.pi) + np.float32(0.5)
-        direction = np.floor(turns).astype(np.int64) % bins
+        # modulo bins without an integer division (several times faster): the floor of turns
+        # lies in -bins .. bins
+        direction = np.floor(turns).astype(np.int64)
+        direction += bins * (direction < 0)
+        direction -= bins * (direction >= bins)
         index = np.arange(len(t))[:, None, None] * length + first_bin + direction
         h = np.bincount(index.ravel(), weights=np.sqrt(gx * gx + gy * gy).ravel(), minlength=len(t) * length)
         h = h.reshape(len(t), length)

@@ -104,20 +104,17 @@ def decode_for_model(path: str, size: int) -> np.ndarray:
 
 def decode_and_check(path: str, size: int) -> tuple[np.ndarray, Views]:
     """:func:`decode_for_model` plus what the image checks and the picture score read
-    (:class:`cxrtool.imagecheck.Views`: the thumbnails, the file's size and colour), made here
-    in a decoding thread; the numbers themselves are computed for a whole batch at once
-    (:func:`cxrtool.imagecheck.batch_checks`). ``(pixels, views)``."""
-    from .imagecheck import THUMB, views
+    (:class:`cxrtool.imagecheck.Views` of the model-size image, with the file's size and
+    colour: :func:`cxrtool.imagecheck.file_views`), made here in a decoding thread; the numbers
+    themselves are computed for a whole batch at once (:func:`cxrtool.imagecheck.batch_checks`).
+    ``(pixels, views)``."""
+    from .imagecheck import file_views
     from .inputs import resize_image
     from .imageio import read_image
 
     img = read_image(path)
     pixels = resize_image(img.pixels, size)
-    # the checks look at a 64 px thumbnail: from the model-size image when that is big enough
-    # (cheaper than shrinking the full image again; then the picture score reuses them), else
-    # from the full image; the fine detail is always judged on the full image
-    return pixels, views(pixels if size >= THUMB else img.pixels, width=img.width, height=img.height,
-                         colour=img.colour, full=img.pixels)
+    return pixels, file_views(img.pixels, pixels, width=img.width, height=img.height, colour=img.colour)
 
 
 _END = object()

@@ -138,15 +138,16 @@ def gradcam_files(
     scorer = Scorer(loaded)
     cache: dict = {}
     thumbs: dict[int, tuple] = {}
+    size = int(loaded.info.image_size)
     chunks = [range(s, min(s + batch_size, len(paths))) for s in range(0, len(paths), batch_size)]
     pool = ThreadPoolExecutor(default_workers(cap=8, requested=workers), thread_name_prefix="cxrtool-gradcam")
     try:
-        decoding = [pool.submit(_read, paths[i]) for i in chunks[0]] if chunks else []
+        decoding = [pool.submit(_read, paths[i], size) for i in chunks[0]] if chunks else []
         in_flight: deque = deque()
         for k, chunk in enumerate(chunks):
             decoded = [f.result() for f in decoding]
             if k + 1 < len(chunks):  # decode the next batch while this one is explained
-                decoding = [pool.submit(_read, paths[i]) for i in chunks[k + 1]]
+                decoding = [pool.submit(_read, paths[i], size) for i in chunks[k + 1]]
             records: dict[int, GradcamRecord | Future] = {}
             ok = []
             for i, (pixels, error, _) in zip(chunk, decoded):
@@ -175,16 +176,19 @@ def gradcam_files(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
-    """(pixels, None, image-check flag) or (None, why it could not be read, None)."""
-    from ..imagecheck import check_image
+def _read(path: str, size: int) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(pixels, None, image-check flag) or (None, why it could not be read, None); the checks
+    judge the ``size`` px image the model sees, as ``predict`` does."""
+    from ..imagecheck import batch_checks, file_views
     from ..imageio import read_image
+    from ..inputs import resize_image
 
     try:
         img = read_image(path)
     except CxrError as exc:
         return None, getattr(exc, "reason", str(exc)), None
-    return img.pixels, None, check_image(img.pixels, width=img.width, height=img.height, colour=img.colour)
+    seen = file_views(img.pixels, resize_image(img.pixels, size), width=img.width, height=img.height, colour=img.colour)
+    return img.pixels, None, batch_checks([seen])[0][0]
 
 
 def _write_one(path: str, pixels: np.ndarray, ex: Explanation, target: Path, save_raw: bool, want_thumb: bool,
