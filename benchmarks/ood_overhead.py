@@ -17,8 +17,9 @@ costs what). ``--pooled`` adds a third configuration to the interleaved runs: as
 with the feature statistics fitted on the pooled features (the map's one average, as models
 fitted before the 3 x 3 grid have them), so the grid's own cost is measured in the same
 process (``pooled_ratio`` = with / pooled). Prints one JSON line: the best images/s of each and ``ratio`` = with / without (target >= 0.9),
-and, because a shared machine makes the wall clock wander, the median images per CPU second
-of this process (all threads) and ``cpu_ratio`` = with / without.
+and, because a shared machine makes the wall clock wander, ``paired_ratio`` (the median over
+the repeats of with / without within one repeat: the two ran back to back), the median images
+per CPU second of this process (all threads) and ``cpu_ratio`` = with / without.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(jax.devices()[0]), "ood_dims": record["dims"], "feature_dim": record["feature_dim"],
         "without_img_s": round(max(w for w, _ in runs_without), 1), "with_img_s": round(max(w for w, _ in runs_with), 1),
         "ratio": round(max(w for w, _ in runs_with) / max(w for w, _ in runs_without), 3),
+        # the two configurations of one repeat ran back to back: their ratio is the least
+        # touched by the box's drifts (which moved single runs by 10-20% on the 2-core box)
+        "paired_ratio": round(float(np.median([a[0] / b[0] for a, b in zip(runs_with, runs_without)])), 3),
+        "paired_ratios": [round(a[0] / b[0], 3) for a, b in zip(runs_with, runs_without)],
         # on a shared machine the wall clock wanders with other jobs; CPU seconds per image do not
         "without_img_per_cpu_s": round(float(np.median([c for _, c in runs_without])), 2),
         "with_img_per_cpu_s": round(float(np.median([c for _, c in runs_with])), 2),
