@@ -360,6 +360,24 @@ def has_stats(info: Any) -> bool:
 _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+#: One jitted forward pass per Keras model (see :func:`async_forward`).
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def async_forward(model):
+    """``x -> outputs``: ``model``'s forward pass, returning at once. JAX runs the computation
+    on its own threads while the caller goes on (``predict`` judges the batch's pictures
+    meanwhile); ``np.asarray`` on an output waits for it. Keras's ``predict_on_batch`` waits
+    instead, and copies every variable back into the model after each call. The variables
+    are read at each call (Keras may replace their arrays, e.g. while training)."""
+    import jax
+
+    fn = _FORWARDS.get(model)
+    if fn is None:
+        fn = _FORWARDS[model] = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+    return lambda x: fn([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x)
+
+
 def grid_features(keras, fmap, grid: int):
     """In the graph: the feature map ``fmap`` (n, H, W, C) averaged over each of the
     :func:`grid_cells`, flattened cell by cell as :func:`grid_pool` does. Pooled where the map
@@ -557,19 +575,27 @@ class Judge:
             judge.edges, judge.edge_grid = Stats.from_record(edg), (int(edg["side"]), int(edg["cells"]), int(edg["bins"]))
         return judge
 
-    def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
+    def score(self, feats: np.ndarray, x: np.ndarray, pictures: np.ndarray | None = None,
+              images: np.ndarray | None = None) -> np.ndarray:
         """``ood_score`` of each image: the largest of its feature, layout, picture and edge
         scores (``feats``: the feature vectors at this judge's ``grid``, :func:`feature_model`;
-        ``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already)."""
+        ``pictures``: :func:`picture_vectors` of ``x`` when the caller has them already;
+        ``images``: :meth:`image_score` of ``x`` when computed already)."""
         with one_blas_thread():
             s = self.features.score(feats)
-            if self.layout is not None:
-                s = np.maximum(s, self.layout.score(layout_thumbnails(x, self.side)))
-            if self.picture is not None:
-                p = picture_vectors(x) if pictures is None else pictures
-                s = np.maximum(s, self.picture.score(p / self.picture_scale))
-            if self.edges is not None:
-                s = np.maximum(s, self.edges.score(edge_histograms(x, *self.edge_grid)))
+            return np.maximum(s, self.image_score(x, pictures) if images is None else images)
+
+    def image_score(self, x: np.ndarray, pictures: np.ndarray | None = None) -> np.ndarray:
+        """The largest of the layout, picture and edge scores of each image of ``x`` (zeros
+        for a record without them): the parts that need no features."""
+        s = np.zeros(len(x))
+        if self.layout is not None:
+            s = np.maximum(s, self.layout.score(layout_thumbnails(x, self.side)))
+        if self.picture is not None:
+            p = picture_vectors(x) if pictures is None else pictures
+            s = np.maximum(s, self.picture.score(p / self.picture_scale))
+        if self.edges is not None:
+            s = np.maximum(s, self.edges.score(edge_histograms(x, *self.edge_grid)))
         return s
 
 
@@ -599,6 +625,9 @@ class Scorer:
             self.single = Judge.from_record(info.extra[KEY])
             self.probe = feature_model(loaded.model, self.single.grid)
         self.available = self.single is not None or bool(self.members)
+        # one model (with or without the features beside the probabilities): its forward pass
+        # runs while the caller judges the pictures (dispatch, then finish)
+        self._forward = None if self.members else async_forward(self.probe or loaded.model)
 
     def _member_probe(self, sub, member_size: int, grid: int):
         from .backend import import_keras
@@ -631,12 +660,23 @@ class Scorer:
         """``(probabilities, scores or None)`` for one batch ``x`` (n, S, S, 1) float32
         (``pictures``: :func:`picture_vectors` of ``x``, when computed elsewhere: ``predict``
         computes them per batch, with the image checks)."""
+        return self.finish(self.dispatch(x), x, pictures)
+
+    def dispatch(self, x: np.ndarray):
+        """Start the forward pass of one batch ``x``; :meth:`finish` gives its result. In
+        between, the caller's own work runs beside the model's."""
+        return None if self._forward is None else self._forward(x)
+
+    def finish(self, pending, x: np.ndarray, pictures: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict` of the batch ``x`` whose forward pass :meth:`dispatch` started."""
         if self.probe is not None:
-            probs, feats = self.probe.predict_on_batch(x)
-            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures)
-        probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
+            with one_blas_thread():  # the parts from the pictures, while the forward pass runs
+                images = self.single.image_score(x, pictures)
+            probs, feats = pending
+            return np.asarray(probs, np.float32), self.single.score(np.asarray(feats), x, pictures, images=images)
         if not self.members:
-            return probs, None
+            return np.asarray(pending, np.float32), None
+        probs = np.asarray(self.loaded.model.predict_on_batch(x), np.float32)
         # a member's layout statistics were fitted at its own size; its thumbnail here comes
         # from the ensemble-size input (both are the same film shrunk to 24 px)
         # (the picture statistics likewise: measured on the ensemble-size image)

@@ -208,6 +208,11 @@ def predict_stream(
                     rows.append(Prediction(path, error=_error_text(exc)))
             if pixels:
                 n = len(pixels)
+                # pad to a power of two (<= batch_size): a handful of input shapes, so XLA
+                # compiles a few times at most instead of once per odd batch size
+                bucket = min(batch_size, 1 << (n - 1).bit_length())
+                x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
+                pending = scorer.dispatch(x)  # the model runs while the checks judge the pictures
                 pictures = None
                 if all(v is not None for v in seen):  # (a replaced decoder may not give them)
                     image_flags, pictures = batch_checks(seen)
@@ -215,13 +220,9 @@ def predict_stream(
                         rows[k].flag = image_flag or ""
                     if size < THUMB:  # the checks looked at the full image, the picture score reads the model input
                         pictures = None
-                # pad to a power of two (<= batch_size): a handful of input shapes, so XLA
-                # compiles a few times at most instead of once per odd batch size
-                bucket = min(batch_size, 1 << (n - 1).bit_length())
-                x = np.stack(pixels + [pixels[-1]] * (bucket - n)).astype(np.float32)[..., None]
                 if pictures is not None:
                     pictures = np.concatenate([pictures, np.repeat(pictures[-1:], bucket - n, axis=0)])
-                probs, scores = scorer.predict(x, pictures=pictures)
+                probs, scores = scorer.finish(pending, x, pictures=pictures)
                 probs = probs[:n]
                 for j, (k, p) in enumerate(zip(where, probs)):
                     top = int(np.argmax(p))

@@ -651,3 +651,30 @@ def test_gradcam_says_when_the_input_is_flagged(capsys, models, dataset, non_xra
     flagged = np.asarray(Image.open(lines[0][3]).convert("RGB"))
     assert flagged[-2, 2, 0] > 150 and flagged[-2, 2, 1] < 80  # the red band at the bottom
     assert lines[1][0] == str(xray) and (len(lines[1]) == 4 or OUT_OF_DISTRIBUTION in lines[1][4].split(","))
+
+
+def test_the_forward_pass_runs_while_the_caller_works_and_gives_keras_own_outputs(models):
+    """predict starts the model (Scorer.dispatch), judges the pictures while it runs, then
+    reads the result (Scorer.finish): the same probabilities and scores as Keras's own
+    predict_on_batch; the weights are read at each call, so a model changed since is seen."""
+    from cxrtool.artifact import load_model
+    from cxrtool.ood import Scorer, async_forward
+
+    loaded = load_model(models["trained"])
+    x = np.stack([make_phantom(label, 7, SIZE) for label in ("covid", "normal", "pneumonia")]).astype(np.float32)[..., None]
+    scorer = Scorer(loaded)
+    probs_keras, feats = scorer.probe.predict_on_batch(x)
+    probs, scores = scorer.finish(scorer.dispatch(x), x)
+    assert np.allclose(probs, probs_keras, atol=1e-6)
+    assert np.allclose(scores, scorer.single.score(np.asarray(feats), x), rtol=1e-5)
+    assert np.allclose(scorer.predict(x)[1], scores)
+    plain = Scorer(load_model(models["old"]))
+    probs, scores = plain.finish(plain.dispatch(x), x)
+    assert scores is None and np.allclose(probs, plain.loaded.model.predict_on_batch(x), atol=1e-6)
+    model = plain.loaded.model
+    forward = async_forward(model)
+    before = np.asarray(forward(x))
+    kernel = next(v for v in model.trainable_variables if len(v.shape) == 4)
+    kernel.assign(np.asarray(kernel.value) * 0.5)
+    after = np.asarray(forward(x))
+    assert not np.allclose(before, after) and np.allclose(after, model.predict_on_batch(x), atol=1e-6)
