@@ -12,7 +12,8 @@ prompt output).
 An unreadable file becomes a row with ``error`` set; the others go on. Every row also says
 whether the input looks like the model's training data (``ood_score``, ``flag``; see
 :mod:`cxrtool.ood`): the decoding threads make the thumbnails the image checks read, the checks'
-numbers are computed for the whole batch at once, and the feature distance comes from the
+numbers are computed for the whole batch at once while the model's forward pass runs on
+JAX's threads (:meth:`cxrtool.ood.Scorer.dispatch`), and the feature distance comes from the
 same forward pass as the probabilities.
 """
 
