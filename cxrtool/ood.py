@@ -374,7 +374,8 @@ def async_forward(model):
 
     fn = _FORWARDS.get(model)
     if fn is None:
-        fn = _FORWARDS[model] = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        ref = weakref.ref(model)  # the cached function must not keep its model alive
+        fn = _FORWARDS[model] = jax.jit(lambda tv, ntv, x: ref().stateless_call(tv, ntv, x, training=False)[0])
     return lambda x: fn([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x)
 
 

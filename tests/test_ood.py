@@ -678,3 +678,20 @@ def test_the_forward_pass_runs_while_the_caller_works_and_gives_keras_own_output
     kernel.assign(np.asarray(kernel.value) * 0.5)
     after = np.asarray(forward(x))
     assert not np.allclose(before, after) and np.allclose(after, model.predict_on_batch(x), atol=1e-6)
+
+
+def test_a_cached_forward_pass_does_not_keep_its_model_alive():
+    import gc
+    import weakref
+
+    from cxrtool.models import build_model
+    from cxrtool.ood import _FORWARDS, async_forward
+
+    model = build_model("cnn", image_size=SIZE, weights="none", seed=2)
+    x = np.zeros((2, SIZE, SIZE, 1), np.float32)
+    assert np.asarray(async_forward(model)(x)).shape == (2, 3)
+    assert model in _FORWARDS
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
