@@ -123,14 +123,15 @@ def file_item(group: str, name: str, im) -> tuple[str, str, np.ndarray, tuple]:
     return (group, name, np.asarray(im.convert("L")), (im.width, im.height, colour_fraction(im)))
 
 
-def image_check_flags(items: list[tuple[str, str, np.ndarray, tuple]], size: int) -> np.ndarray:
-    """Whether each item fails an image check, judged exactly as ``predict`` judges a file for a
-    ``size`` px model (:func:`cxrtool.imagecheck.file_views`: the model-size image, the file's
-    own size and colour)."""
+def image_check_flags(files, size: int) -> np.ndarray:
+    """Whether each of ``files`` (an iterable of ``(grey pixels, (width, height, colour))``)
+    fails an image check, judged exactly as ``predict`` judges a file for a ``size`` px model
+    (:func:`cxrtool.imagecheck.file_views`: the model-size image, the file's own size and
+    colour). Only the thumbnails are kept, so a generator of decoded files streams."""
     from cxrtool.imagecheck import batch_checks, file_views
     from cxrtool.inputs import resize_image
 
-    seen = [file_views(g, resize_image(g, size), width=w, height=h, colour=c) for _, _, g, (w, h, c) in items]
+    seen = [file_views(g, resize_image(g, size), width=w, height=h, colour=c) for g, (w, h, c) in files]
     return np.asarray([f is not None for f in batch_checks(seen)[0]], dtype=bool)
 
 
@@ -251,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     record = loaded.info.extra["ood"]
     judge = Judge.from_record(record)
     outs = {k: probe_outputs(loaded.model, v, judge.grid) for k, v in x.items()}
-    image_flag = {k: image_check_flags(items, size) for k, items in sets.items()}
-    # image checks on the dataset splits (the decoded files: colour and size as predict sees them)
+    image_flag = {k: image_check_flags(((g, info) for *_, g, info in items), size) for k, items in sets.items()}
+    # image checks on the dataset splits (the decoded files, one at a time: colour and size as predict sees them)
     for s in ("val", "test"):
-        files = [read_image(manifest.root / r.file) for r in manifest.split(s)]
-        image_flag[s] = image_check_flags([("", "", img.pixels, (img.width, img.height, img.colour)) for img in files], size)
+        files = (read_image(manifest.root / r.file) for r in manifest.split(s))
+        image_flag[s] = image_check_flags(((img.pixels, (img.width, img.height, img.colour)) for img in files), size)
 
     features, layout, picture, picture_scale = judge.features, judge.layout, judge.picture, judge.picture_scale
     y_train = splits["train"].y

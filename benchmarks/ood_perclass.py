@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     du, cu = parts(np.stack([resize_image(read_image(p).pixels, size) for p in unused]))
     items = od.non_xray_images([], 25) + od.fresh_non_xray_images(25) + od.fresh2_non_xray_images()
     dn, cn = parts(np.stack([resize_image(g, size) for _, _, g, _ in items]))
-    image_flag = od.image_check_flags(items, size)
+    image_flag = od.image_check_flags(((g, info) for *_, g, info in items), size)
 
     global_thr = np.array([judge.features.threshold, judge.layout.threshold, judge.picture.threshold])
     per_class = np.stack([np.quantile(dv[cv == c], QUANTILE, axis=0) if (cv == c).sum() >= 20 else global_thr
