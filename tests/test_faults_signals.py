@@ -79,11 +79,16 @@ def test_sigint_keeps_the_checkpoint_and_resume_gives_the_uninterrupted_weights(
     from cxrtool.artifact import load_model
     from cxrtool.train import TrainOptions, train
 
+    # enough epochs that the run is still going when the signal lands: with 12, a loaded CI box
+    # once read "epoch 1/12" late enough that the run had finished. After the first, an epoch
+    # with its checkpoint takes about 0.1 s here (measured: 60 more epochs in both the resumed
+    # and the plain run add 13.5 s), so 11 epochs left about 1 s to send the signal; 39 leave 4 s
+    epochs = 40
     model = tmp_path / "m" / "cnn.keras"
-    args = ["train", str(dataset), *TRAIN, "--epochs", "12", "--out", str(model)]
+    args = ["train", str(dataset), *TRAIN, "--epochs", str(epochs), "--out", str(model)]
     proc = start(args, tmp_path)
     seen: list[str] = []
-    wait_for_line(proc, lambda line: line.startswith("epoch 1/12"), seen)  # checkpoint 1 is on disk
+    wait_for_line(proc, lambda line: line.startswith(f"epoch 1/{epochs}"), seen)  # checkpoint 1 is on disk
     proc.send_signal(signal.SIGINT)  # ignored before issue 12 (SIGINT inherited as ignored)
     code, out, err = finish(proc, seen)
     assert code == 130, err
@@ -93,7 +98,7 @@ def test_sigint_keeps_the_checkpoint_and_resume_gives_the_uninterrupted_weights(
     assert "Traceback" not in err
     run = model.with_suffix(".run")
     state = json.loads((run / "state.json").read_text())
-    assert 1 <= state["epoch"] < 12 and (run / "last.keras").is_file()
+    assert 1 <= state["epoch"] < epochs and (run / "last.keras").is_file()
     assert not model.exists() and hidden(model.parent) == [] and hidden(run) == []  # no final model, no temp or lock
 
     # the advice is the exact command that continues
@@ -104,7 +109,7 @@ def test_sigint_keeps_the_checkpoint_and_resume_gives_the_uninterrupted_weights(
     assert resumed.stdout.strip() == str(model) and not run.exists()
 
     # the same seed without an interrupt: bit-identical weights and the same per-epoch losses
-    plain = train(dataset, "cnn", options=TrainOptions(epochs=12, image_size=16, batch_size=6, seed=2),
+    plain = train(dataset, "cnn", options=TrainOptions(epochs=epochs, image_size=16, batch_size=6, seed=2),
                   out=tmp_path / "plain" / "cnn.keras")
     got = load_model(model)
     for a, b in zip(got.model.get_weights(), plain.model.get_weights(), strict=True):
