@@ -61,6 +61,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,10 @@ LAYOUT_SIDE = 24
 EDGE_SIDE, EDGE_CELLS, EDGE_BINS = 64, 4, 8
 #: At most this many training images are used for the statistics (a seeded sample).
 MAX_FIT = 5000
+#: The group-shift test (:func:`group_shift`): a class is tested when the set and the model's
+#: val images each have at least this many of it, and the set counts as shifted when a class's
+#: one-sided p-value is under ``SHIFT_ALPHA`` divided by the number of classes tested.
+SHIFT_MIN_IMAGES, SHIFT_ALPHA = 20, 0.01
 
 
 # --------------------------------------------------------------------------------------
@@ -334,6 +339,61 @@ def picture_vectors(x: np.ndarray, chunk: int = 256) -> np.ndarray:
     return out
 
 
+def group_shift(scores: np.ndarray, labels: Sequence[str], reference: dict | None) -> dict:
+    """Do these images, as a group, score higher than the model's own val images of the same
+    class? One image past the threshold is an outlier; a whole folder whose scores sit a little
+    higher is another hospital, even when few of its images are flagged (measured in
+    docs/ood.md: a held-out source flagged at 0.8% but shifted at p = 1e-24).
+
+    Per class (``labels``: each image's class name; the true labels, since a shifted set is
+    often misclassified), a one-sided two-sample Kolmogorov-Smirnov test of ``scores`` against
+    the reference scores (:func:`fit_ood`'s ``reference``); classes with fewer than
+    :data:`SHIFT_MIN_IMAGES` images on either side are listed but not tested; Bonferroni over
+    the classes tested, at :data:`SHIFT_ALPHA`. Comparing class with class keeps a set of one
+    class from looking shifted only because its class scores higher than the others."""
+    if reference is None:
+        return {"available": False, "tested": 0, "shifted": False}
+    from scipy.stats import ks_2samp
+
+    scores = np.asarray(scores, np.float64)
+    ref_scores = unpack(reference["scores"])
+    ref_labels = np.asarray([reference["classes"][i] for i in reference["labels"]], dtype=object)
+    labels = np.asarray(list(labels), dtype=object)
+    per_class: dict[str, dict] = {}
+    for name in reference["classes"]:
+        mine, ref = scores[labels == name], ref_scores[ref_labels == name]
+        if not len(mine):
+            continue
+        entry = {"n": int(len(mine)), "reference_n": int(len(ref)), "median": float(np.median(mine)),
+                 "reference_median": float(np.median(ref)) if len(ref) else None}
+        if min(len(mine), len(ref)) >= SHIFT_MIN_IMAGES:
+            # alternative "less": the set's distribution function lies below the reference's,
+            # i.e. its scores are higher (scipy's convention)
+            test = ks_2samp(mine, ref, alternative="less")
+            entry.update(ks_d=float(test.statistic), p=float(test.pvalue))
+        per_class[name] = entry
+    tested = [e for e in per_class.values() if "p" in e]
+    alpha = SHIFT_ALPHA / max(len(tested), 1)
+    for e in tested:
+        e["shifted"] = e["p"] < alpha
+    return {"available": True, "reference": reference.get("split", "val"), "alpha": SHIFT_ALPHA,
+            "min_images": SHIFT_MIN_IMAGES, "tested": len(tested),
+            "shifted": any(e["shifted"] for e in tested), "per_class": per_class}
+
+
+def shift_reference(info: Any) -> tuple[dict | None, str]:
+    """The val reference scores of a model's OOD record for :func:`group_shift`, or None and
+    why there are none."""
+    if info.architecture == "ensemble":
+        return None, "not for ensembles: their members' val scores are not the ensemble's"
+    record = (info.extra or {}).get(KEY)
+    if record is None:
+        return None, "the model has no OOD statistics"
+    if "reference" not in record:
+        return None, "its OOD statistics predate the val reference scores; refit them with `cxrtool fit-ood`"
+    return record["reference"], ""
+
+
 def flag_for(score: float | None, image_flag: str | None) -> str:
     """The ``flag`` column: the image check first (it needs no model), then the distance."""
     if image_flag:
@@ -422,10 +482,13 @@ def predict_features(model, x: np.ndarray, batch_size: int = 64, grid: int = FEA
 
 
 def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, *, batch_size: int = 64,
-            quantile: float = QUANTILE, seed: int = 0) -> dict:
+            quantile: float = QUANTILE, seed: int = 0, val_y: np.ndarray | None = None,
+            classes: Sequence[str] | None = None) -> dict:
     """Fit the statistics on (a sample of at most :data:`MAX_FIT`) training images and the
     thresholds on the val images (and, for the image parts, out-of-fold training images);
-    returns the record for ``info.extra["ood"]``."""
+    returns the record for ``info.extra["ood"]``. With ``val_y`` and ``classes`` it also keeps
+    the val images' ``ood_score`` and labels (``reference``): what a later set's scores are
+    compared with, class by class, to see a shift of the whole set (:func:`group_shift`)."""
     t0 = time.perf_counter()
     if len(train_x) > MAX_FIT:
         keep = np.sort(np.random.default_rng(seed).choice(len(train_x), MAX_FIT, replace=False))
@@ -458,8 +521,13 @@ def fit_ood(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
                   dims=int(stats.components.shape[0]),
                   feature_dim=int(stats.components.shape[1]), quantile=quantile, threshold_from=fitted_on,
                   n_train=int(len(train_x)), n_val=int(len(val_x)),
-                  val_flagged=float(np.mean(flagged)) if len(val_scores) else 0.0,
-                  seconds=round(time.perf_counter() - t0, 2))
+                  val_flagged=float(np.mean(flagged)) if len(val_scores) else 0.0)
+    if len(val_x) and val_y is not None and classes is not None:
+        # scored by the code that scores every later input, so the two compare like for like
+        scores = Judge.from_record(record).score(f_val, val_x)
+        record["reference"] = {"split": "val", "classes": [str(c) for c in classes],
+                               "labels": [int(v) for v in val_y], "scores": pack(scores)}
+    record["seconds"] = round(time.perf_counter() - t0, 2)
     return record
 
 
@@ -488,7 +556,7 @@ def fit_ood_model(path: str | Path, data: str | Path, *, out: str | Path | None 
         train = load_split(manifest, "train", size, progress=progress)
         val = load_split(manifest, "val", size, progress=progress)
         report(progress, "fit", 0, 1, message=f"fitting OOD statistics on {len(train)} train and {len(val)} val images")
-        return fit_ood(model, train.x, train.y, val.x, batch_size=batch_size)
+        return fit_ood(model, train.x, train.y, val.x, batch_size=batch_size, val_y=val.y, classes=info.classes)
 
     if info.architecture == "ensemble":
         from .ensemble import member_models
@@ -687,7 +755,7 @@ class Scorer:
         return probs, scores.max(axis=0)
 
 
-__all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FEATURE_GRID", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "Scorer", "Stats",
-           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "grid_cells", "grid_features", "grid_pool", "has_stats", "layout_thumbnails", "pack",
+__all__ = ["DIMS", "EDGE_BINS", "EDGE_CELLS", "EDGE_SIDE", "FEATURE_GRID", "FLAGS", "FOLDS", "FitResult", "Judge", "KEY", "LAYOUT_SIDE", "MAX_FIT", "OUT_OF_DISTRIBUTION", "QUANTILE", "SHIFT_ALPHA", "SHIFT_MIN_IMAGES", "Scorer", "Stats",
+           "apply_on_flag", "edge_histograms", "feature_model", "fit_ood", "fit_unseen_threshold", "flag_summary", "fit_ood_model", "fit_stats", "flag_for", "grid_cells", "group_shift", "shift_reference", "grid_features", "grid_pool", "has_stats", "layout_thumbnails", "pack",
            "picture_vectors",
            "predict_features", "set_threshold", "unpack"]

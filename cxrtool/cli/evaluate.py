@@ -122,6 +122,10 @@ def evaluate(
                          + f"); accuracy {o['all']['accuracy']:.3f} on all, "
                          + ("n/a" if o["unflagged"]["accuracy"] is None else f"{o['unflagged']['accuracy']:.3f}")
                          + " without the flagged ones")
+            if shift := o.get("group_shift"):
+                from ..evaluate.ood_section import shift_sentence
+
+                (console.warn if shift["shifted"] else console.info)(f"{label}: {shift_sentence(shift)}")
     console.info(f"report: {out / 'report.md'}  metrics: {out / 'metrics.json'}")
     if output_format == "json":
         typer.echo(to_json(doc))

@@ -1,7 +1,9 @@
 """The ``ood`` entry of each model in ``metrics.json``: how much of the evaluation set the
 model flags (:mod:`cxrtool.ood`) per source and per class, and the headline metrics with and
-without the flagged images. On a folder from another hospital this is the first sign that its
-X-rays differ from the training data; on the internal test split it is the false-flag rate.
+without the flagged images, and whether the set as a whole scores higher than the model's val
+images (:func:`cxrtool.ood.group_shift`). On a folder from another hospital these are the first
+signs that its X-rays differ from the training data; on the internal test split, the false-flag
+and false-alarm rates.
 
 The image checks run on the decoded, resized images the models see (colour and the original
 aspect ratio are not kept by the evaluation loader, so those two checks do not run here)."""
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..imagecheck import PICTURE_KEYS, batch_checks, views
-from ..ood import flag_for
+from ..ood import SHIFT_MIN_IMAGES, flag_for, group_shift
 
 
 def image_checks(x: np.ndarray, chunk: int = 256) -> tuple[list[str | None], np.ndarray]:
@@ -47,11 +49,13 @@ def _fractions(keys: Sequence[str], flagged: np.ndarray) -> dict:
 
 
 def ood_section(x: np.ndarray, y: np.ndarray, probs: np.ndarray, scores: np.ndarray | None,
-                sources: Sequence[str], classes: Sequence[str], checks: Sequence[str | None] | None = None) -> dict:
-    """Flag counts overall, per source and per class, and accuracy / macro F1 on all images
-    and on the unflagged ones. ``scores``: the model's ``ood_score`` (None: the model has no
-    statistics, only the image checks count); ``checks``: the image-check flags of ``x`` when
-    the caller has them (:func:`image_checks`)."""
+                sources: Sequence[str], classes: Sequence[str], checks: Sequence[str | None] | None = None,
+                reference: tuple[dict | None, str] = (None, "the model has no OOD statistics")) -> dict:
+    """Flag counts overall, per source and per class, accuracy / macro F1 on all images and on
+    the unflagged ones, and the group-shift test. ``scores``: the model's ``ood_score`` (None:
+    the model has no statistics, only the image checks count); ``checks``: the image-check
+    flags of ``x`` when the caller has them (:func:`image_checks`); ``reference``: the model's
+    val reference scores, or None and why not (:func:`cxrtool.ood.shift_reference`)."""
     checks = image_checks(x)[0] if checks is None else list(checks)
     flags = [flag_for(None if scores is None else float(s), f) for s, f in
              zip(scores if scores is not None else [None] * len(checks), checks)]
@@ -69,7 +73,31 @@ def ood_section(x: np.ndarray, y: np.ndarray, probs: np.ndarray, scores: np.ndar
         "unflagged": _headline(y[~flagged], probs[~flagged], len(classes)),
         "scores": None if scores is None else {"median": float(np.median(scores)),
                                                 "p95": float(np.quantile(scores, 0.95))},
+        "group_shift": (group_shift(scores, names, reference[0]) if scores is not None and reference[0] is not None
+                        else {"available": False, "tested": 0, "shifted": False, "why": reference[1]}),
     }
+
+
+def shift_sentence(shift: dict) -> str:
+    """One line on the group-shift test (:func:`cxrtool.ood.group_shift`) for people."""
+    if not shift["available"]:
+        return f"group shift not tested: {shift.get('why', 'no val reference scores')}"
+    if not shift["tested"]:
+        return (f"group shift not tested: no class has {SHIFT_MIN_IMAGES} images both here and among the "
+                "model's val images")
+    tested = {c: e for c, e in shift["per_class"].items() if "p" in e}
+
+    def said(c: str, e: dict) -> str:
+        return (f"{c} median {e['median']:.3f} against {e['reference_median']:.3f} "
+                f"(KS D {e['ks_d']:.2f}, p {e['p']:.2g}, {e['n']} images)")
+
+    shifted = [said(c, e) for c, e in tested.items() if e["shifted"]]
+    if shifted:
+        return ("as a group these images score higher than the model's val images of the same class: "
+                + "; ".join(shifted) + ". The set as a whole differs from the model's training data")
+    c, e = max(tested.items(), key=lambda kv: kv[1]["ks_d"])
+    return (f"no group shift against the model's val images ({len(tested)} class(es) tested; largest: "
+            + said(c, e) + ")")
 
 
 def ood_markdown(doc: dict) -> str:
@@ -91,7 +119,10 @@ def ood_markdown(doc: dict) -> str:
         parts = [f"{k} {v['flagged']}/{v['n']}" for k, v in {**o["per_source"], **o["per_class"]}.items()]
         out.append("")
         out.append(f"{label}, flagged per source and class: " + ", ".join(parts))
+        if "group_shift" in o:
+            out.append("")
+            out.append(f"{label}, {shift_sentence(o['group_shift'])}.")
     return "\n".join(out) + "\n"
 
 
-__all__ = ["image_checks", "ood_markdown", "ood_section"]
+__all__ = ["image_checks", "ood_markdown", "ood_section", "shift_sentence"]

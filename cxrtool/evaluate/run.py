@@ -27,6 +27,7 @@ from ..progress import ProgressFn, report
 from .attention import attention_section, check_attention_options
 from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
+from ..ood import shift_reference
 from .ood_section import image_checks, ood_section
 from .outputs import write_outputs
 
@@ -136,7 +137,7 @@ def evaluate(
                                                  n_boot=n_boot, seed=seed, n_bins=n_bins)
         docs[label] = _model_entry(path, info, metrics, es.fingerprint)
         docs[label]["ood"] = ood_section(arrays[info.image_size], y, predictions[label], ood_scores, sources, classes,
-                                     checks=checks)
+                                         checks=checks, reference=shift_reference(info))
         if (temperature := model_temperature(info)) is not None:  # ECE and log-loss before/after it
             docs[label]["calibration"] = calibration_report(y, predictions[label], temperature, n_bins)
         if docs[label]["trained_on_this_dataset"] and es.split in ("train", "val"):

@@ -172,7 +172,7 @@ def _train(dataset, model_name: str, o: TrainOptions, models_dir, out, progress:
                                                                 batch_size=batch // topo.processes)
             say(f"fitting OOD statistics on {len(train_split)} train and {len(val_split)} val images")
             info.extra["ood"] = fit_ood(model, train_split.x, train_split.y, val_split.x,
-                                        batch_size=batch // topo.processes)
+                                        batch_size=batch // topo.processes, val_y=val_split.y, classes=classes)
             return _save_outputs(model, plan, o, state, info, dataset, topo)
 
         if topo.is_chief:
