@@ -23,11 +23,11 @@ from .calibration import calibration_report, model_temperature
 from ..version import __version__
 from ..atomic import staged_files
 from ..errors import DatasetError, ModelFormatError, UsageError
+from ..ood import shift_reference
 from ..progress import ProgressFn, report
 from .attention import attention_section, check_attention_options
 from .evalset import EvalSet, load_set_images, open_eval_set
 from .metrics import compute_metrics, table_rows
-from ..ood import shift_reference
 from .ood_section import image_checks, ood_section
 from .outputs import write_outputs
 
