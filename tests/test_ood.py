@@ -738,7 +738,7 @@ def test_group_shift_compares_each_class_with_its_own_val_scores():
 
 
 def test_group_shift_holds_its_false_alarm_rate_on_unshifted_sets():
-    """Under no shift the family-wise alarm rate is at most SHIFT_ALPHA (Bonferroni, one-sided KS)."""
+    """Without a shift the family-wise alarm rate stays within SHIFT_ALPHA (Bonferroni, one-sided KS)."""
     from cxrtool.ood import SHIFT_ALPHA, group_shift
 
     rng = np.random.default_rng(1)
@@ -747,7 +747,9 @@ def test_group_shift_holds_its_false_alarm_rate_on_unshifted_sets():
         ref = _reference({c: rng.gamma(4, 0.07, 70) for c in ("covid", "pneumonia", "normal")})
         scores = rng.gamma(4, 0.07, 300)
         alarms += group_shift(scores, ["covid", "pneumonia", "normal"] * 100, ref)["shifted"]
-    assert alarms / 400 <= 2.5 * SHIFT_ALPHA  # at most 0.01 expected; measured 4, 2 and 3 of 400 (seeds 1-3)
+    # at most 0.01 expected: measured 4, 2 and 3 of 400 over seeds 1-3 (this draw is seeded: 4);
+    # without the Bonferroni division over the 3 classes the same draws give 9, 9 and 8
+    assert alarms / 400 <= 1.5 * SHIFT_ALPHA
 
 
 def test_train_keeps_the_val_scores_and_evaluate_scores_the_val_images_alike(models, dataset):
