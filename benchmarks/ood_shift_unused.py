@@ -9,13 +9,12 @@ source folder against the model's stored val scores, class by class, as ``evalua
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ood_unused import SOURCES  # noqa: E402
+from ood_unused import SOURCES, unused_labelled  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     from cxrtool.ood import group_shift, shift_reference
     from cxrtool.predict import predict_paths
 
-    with open(args.data / "excluded.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["reason"] == "balanced out"]
-    paths = [args.sources / r["source"] / r["source_file"] for r in rows]
-    label = {str(p): r["label"] for p, r in zip(paths, rows)}
+    unused = unused_labelled(args.data, args.sources)
+    paths = [path for path, _ in unused]
+    label = {str(path): name for path, name in unused}
     loaded = load_model(args.model)
     reference, why = shift_reference(loaded.info)
     if reference is None:

@@ -20,10 +20,16 @@ from pathlib import Path
 SOURCES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sources"
 
 
+def unused_labelled(data: Path, sources: Path) -> list[tuple[Path, str]]:
+    """(source file, label) of a dataset build's ``balanced out`` rows (``excluded.csv``)."""
+    with open(data / "excluded.csv", newline="") as f:
+        return [(sources / r["source"] / r["source_file"], r["label"])
+                for r in csv.DictReader(f) if r["reason"] == "balanced out"]
+
+
 def unused_images(data: Path, sources: Path) -> list[Path]:
     """The source files of a dataset build's ``balanced out`` rows (``excluded.csv``)."""
-    with open(data / "excluded.csv", newline="") as f:
-        return [sources / r["source"] / r["source_file"] for r in csv.DictReader(f) if r["reason"] == "balanced out"]
+    return [path for path, _ in unused_labelled(data, sources)]
 
 
 def main(argv: list[str] | None = None) -> int:
